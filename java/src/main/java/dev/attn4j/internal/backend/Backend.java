@@ -1,0 +1,54 @@
+package dev.attn4j.internal.backend;
+
+import dev.attn4j.MaskConvention;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * The one seam between the layers and the code that computes: what a layer needs
+ * computed, over off-heap float32 memory. Two implementations: {@link NativeBackend}
+ * (OpenBLAS + libattn4j) and {@link ReferenceBackend} (plain Java, the independent
+ * truth the tests compare against).
+ *
+ * <p>Arguments are validated by the public API before they get here; implementations
+ * may assume they are in range (dimensions >= 1, offsets within the segments,
+ * products counted in {@code int} without overflow).
+ */
+public interface Backend {
+
+    /** A short name for diagnostics: "native" or "java". */
+    String name();
+
+    /**
+     * A batch of row-major products {@code C_p = alpha * op(A_p) * op(B_p) + beta * C_p}
+     * for {@code p = o * inner + h}, {@code o < outer}, {@code h < inner}, where
+     * {@code op(X)} is X or its transpose and the operands start at these element
+     * offsets of their segments:
+     * <pre>
+     *   A_p at o * aOuter + h * aInner
+     *   B_p at o * bOuter + (h / bRepeat) * bInner   (bRepeat > 1: heads share B, as
+     *                                                 grouped-query attention shares K/V)
+     *   C_p at o * cOuter + h * cInner
+     * </pre>
+     * op(A) is m x k, op(B) is k x n, C is m x n; lda, ldb, ldc are the row strides (in
+     * elements) of A, B and C as stored.
+     *
+     * @param route a preference; the backend may take another route when the preferred
+     *              one is unavailable or unsafe for these shapes
+     */
+    void sgemmBatched(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                      MemorySegment a, int lda, long aOuter, long aInner,
+                      MemorySegment b, int ldb, long bOuter, long bInner, int bRepeat,
+                      float beta, MemorySegment c, int ldc, long cOuter, long cInner,
+                      int outer, int inner, GemmRoute route);
+
+    /**
+     * In-place masked softmax over {@code scores} laid out (batch, tq, tv), with the
+     * semantics of {@code attn4j_masked_softmax_f32} in {@code native/include/attn4j.h}:
+     * {@code x = scale * s}; position (b, i, j) is kept when the mask byte at
+     * {@code (b / maskBatchDiv) * maskBatchStride + i * maskRowStride + j} is non-zero
+     * (or {@code mask} is {@link MemorySegment#NULL}) and, if {@code causal}, j <= i.
+     */
+    void maskedSoftmax(MemorySegment scores, long batch, int tq, int tv, float scale,
+                       MemorySegment mask, long maskBatchStride, long maskRowStride, long maskBatchDiv,
+                       boolean causal, MaskConvention convention);
+}

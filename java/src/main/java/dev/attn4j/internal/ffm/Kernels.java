@@ -1,0 +1,58 @@
+package dev.attn4j.internal.ffm;
+
+import dev.attn4j.internal.ffm.generated.kernels.Attn4jBindings;
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+
+/**
+ * Thin wrapper over the jextract-generated binding of {@code native/include/attn4j.h}.
+ * Callers pass validated arguments; a non-zero return code therefore means a bug on
+ * the Java side and becomes an {@link IllegalStateException}.
+ */
+public final class Kernels {
+    private final Path file;
+    private final String origin;
+    private final String version;
+    private final String isa;
+
+    private Kernels(NativeLibraries.Loaded loaded) {
+        this.file = loaded.file();
+        this.origin = loaded.origin();
+        this.version = OpenBlas.cString(Attn4jBindings.attn4j_version());
+        this.isa = OpenBlas.cString(Attn4jBindings.attn4j_isa());
+    }
+
+    /** Loads libattn4j as chosen by {@link NativeLibraries#loadKernels()}. */
+    public static Kernels load() throws IOException {
+        return new Kernels(NativeLibraries.loadKernels());
+    }
+
+    public Path file() { return file; }
+    public String origin() { return origin; }
+    public String version() { return version; }
+    /** The instruction set the kernels dispatch to: avx512, avx2 or scalar. */
+    public String isa() { return isa; }
+
+    /** Masking conventions, the ATTN4J_MASK_* constants of attn4j.h. */
+    public static int maskSubtract() { return Attn4jBindings.ATTN4J_MASK_SUBTRACT(); }
+    public static int maskReplaceZero() { return Attn4jBindings.ATTN4J_MASK_REPLACE_ZERO(); }
+    public static int maskReplace() { return Attn4jBindings.ATTN4J_MASK_REPLACE(); }
+
+    /** {@code attn4j_masked_softmax_f32}; see attn4j.h for the contract. */
+    public void maskedSoftmax(MemorySegment scores, long batch, long tq, long tv, float scale,
+                              MemorySegment mask, long maskBatchStride, long maskRowStride, long maskBatchDiv,
+                              boolean causal, int convention) {
+        int rc = Attn4jBindings.attn4j_masked_softmax_f32(scores, batch, tq, tv, scale, mask,
+                maskBatchStride, maskRowStride, maskBatchDiv, causal ? 1 : 0, convention);
+        check(rc, "attn4j_masked_softmax_f32");
+    }
+
+    private static void check(int rc, String function) {
+        if (rc != Attn4jBindings.ATTN4J_OK()) {
+            throw new IllegalStateException(function + " returned " + rc + " (ATTN4J_EINVAL = "
+                    + Attn4jBindings.ATTN4J_EINVAL() + "): the Java side passed arguments outside the "
+                    + "native contract; this is a bug in attn4j");
+        }
+    }
+}

@@ -1,0 +1,112 @@
+package dev.attn4j.internal.ffm;
+
+import dev.attn4j.internal.ffm.generated.openblas.OpenBlasBindings;
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
+import java.nio.file.Path;
+
+/**
+ * Thin wrapper over the jextract-generated OpenBLAS binding: loads the library once,
+ * probes which GEMM entry points it has, and forwards calls. No argument checking
+ * here: callers (the native backend) pass only validated, in-range values.
+ *
+ * <p>{@code cblas_sgemm_batch} exists from OpenBLAS 0.3.28 and
+ * {@code cblas_sgemm_batch_strided} from 0.3.31; a library without them (Debian's
+ * 0.3.21, say) is still usable through {@code cblas_sgemm} in a loop.
+ */
+public final class OpenBlas {
+    private final Path file;
+    private final String origin;
+    private final String config;
+    private final String coreName;
+    private final boolean hasBatch;
+    private final boolean hasStrided;
+    private final boolean hasThreadControl;
+
+    private OpenBlas(NativeLibraries.Loaded loaded) throws IOException {
+        SymbolLookup symbols = loaded.symbols();
+        if (symbols.find("cblas_sgemm").isEmpty()) {
+            throw new IOException(loaded.file() + " (from " + loaded.origin() + ") has no cblas_sgemm: not a CBLAS library");
+        }
+        this.file = loaded.file();
+        this.origin = loaded.origin();
+        this.hasBatch = symbols.find("cblas_sgemm_batch").isPresent();
+        this.hasStrided = symbols.find("cblas_sgemm_batch_strided").isPresent();
+        this.hasThreadControl = symbols.find("openblas_set_num_threads").isPresent()
+                && symbols.find("openblas_get_num_threads").isPresent();
+        this.config = symbols.find("openblas_get_config").isPresent()
+                ? cString(OpenBlasBindings.openblas_get_config()) : "(not OpenBLAS: no openblas_get_config)";
+        this.coreName = symbols.find("openblas_get_corename").isPresent()
+                ? cString(OpenBlasBindings.openblas_get_corename()) : "unknown";
+    }
+
+    /** Loads the OpenBLAS chosen by {@link NativeLibraries#loadOpenBlas()}. */
+    public static OpenBlas load() throws IOException {
+        return new OpenBlas(NativeLibraries.loadOpenBlas());
+    }
+
+    static String cString(MemorySegment pointer) {
+        if (pointer.equals(MemorySegment.NULL)) {
+            return "";
+        }
+        // A C string of unknown length: widen the zero-length segment, read to NUL.
+        return pointer.reinterpret(Long.MAX_VALUE).getString(0);
+    }
+
+    public Path file() { return file; }
+    public String origin() { return origin; }
+    public String config() { return config; }
+    public String coreName() { return coreName; }
+    public boolean hasBatch() { return hasBatch; }
+    public boolean hasStrided() { return hasStrided; }
+
+    /** OpenBLAS's thread count, a process-wide setting; 1 if the library cannot tell. */
+    public int threads() {
+        return hasThreadControl ? OpenBlasBindings.openblas_get_num_threads() : 1;
+    }
+
+    /** Sets OpenBLAS's process-wide thread count (a no-op for a library without the call). */
+    public void setThreads(int threads) {
+        if (hasThreadControl) {
+            OpenBlasBindings.openblas_set_num_threads(threads);
+        }
+    }
+
+    private static int trans(boolean transpose) {
+        return transpose ? OpenBlasBindings.CblasTrans() : OpenBlasBindings.CblasNoTrans();
+    }
+
+    /** Row-major {@code cblas_sgemm}. */
+    public void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                      MemorySegment a, int lda, MemorySegment b, int ldb, float beta, MemorySegment c, int ldc) {
+        OpenBlasBindings.cblas_sgemm(OpenBlasBindings.CblasRowMajor(), trans(transA), trans(transB),
+                m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
+
+    /** Row-major {@code cblas_sgemm_batch_strided}; strides in elements. */
+    public void sgemmStrided(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                             MemorySegment a, int lda, int strideA, MemorySegment b, int ldb, int strideB,
+                             float beta, MemorySegment c, int ldc, int strideC, int count) {
+        OpenBlasBindings.cblas_sgemm_batch_strided(OpenBlasBindings.CblasRowMajor(), trans(transA), trans(transB),
+                m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC, count);
+    }
+
+    /**
+     * Row-major {@code cblas_sgemm_batch} with one group. {@code group} holds the
+     * group's parameter arrays, laid out by {@link GemmBatchArgs}; {@code pointers}
+     * holds the A, B and C pointer arrays of {@code count} entries each.
+     */
+    public void sgemmBatch(GemmBatchArgs args, int count) {
+        OpenBlasBindings.cblas_sgemm_batch(OpenBlasBindings.CblasRowMajor(),
+                args.transA(), args.transB(), args.m(), args.n(), args.k(), args.alpha(),
+                args.aPointers(), args.lda(), args.bPointers(), args.ldb(), args.beta(),
+                args.cPointers(), args.ldc(), 1, args.groupSize());
+    }
+
+    /** Fills the group parameters of a {@link GemmBatchArgs} for one call. */
+    public static void setGroup(GemmBatchArgs args, boolean transA, boolean transB, int m, int n, int k,
+                                float alpha, int lda, int ldb, float beta, int ldc, int count) {
+        args.setGroup(trans(transA), trans(transB), m, n, k, alpha, lda, ldb, beta, ldc, count);
+    }
+}

@@ -1,0 +1,494 @@
+/*
+ * test_softmax.c - attn4j_masked_softmax_f32 through the shared library, against a
+ * double-precision reference written here from the contract in attn4j.h.
+ *
+ * Tolerance. The reference rounds to float exactly where the contract's float32
+ * operations round (scale*s, x - 1e9f, logit - max), so those steps must agree
+ * bit for bit; it then takes exp, the sum and the division in double. What the
+ * kernel may add on top: exp (vector exp <= 2 ulp, libm expf <= 1 ulp, i.e.
+ * <= 2.4e-7 relative), rounding the sum to float (6e-8) and the division (6e-8):
+ * < 4e-7 in total, so every output is checked to 1e-6 relative. Outputs in the
+ * subnormal range (probabilities below 1.2e-38) have fewer bits, hence an
+ * absolute floor of 1e-44 (~7 subnormal ulps). Row sums: 1e-6.
+ *
+ * Runs under ATTN4J_ISA=scalar|avx2|avx512 (ctest adds it three times).
+ */
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attn4j.h"
+#include "test_util.h"
+
+#define REL_TOL 1e-6
+#define ABS_TOL 1e-44
+#define SUM_TOL 1e-6
+
+static const char *conv_names[] = {"SUBTRACT", "REPLACE_ZERO", "REPLACE"};
+
+/* ---- Deterministic random numbers (xorshift64*) ---------------------------------- */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15u;
+
+static uint64_t rng_next(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545F4914F6CDD1Du;
+}
+
+static float rng_uniform(float lo, float hi)
+{
+    return lo + (hi - lo) * (float)((double)(rng_next() >> 40) / (double)(1u << 24));
+}
+
+/* A mask byte: 0 (masked) a quarter of the time, else one of several non-zero
+ * values, since any non-zero byte means "keep". */
+static uint8_t rng_mask_byte(void)
+{
+    static const uint8_t keep_values[] = {1, 2, 128, 255};
+    const uint64_t r = rng_next() >> 32;
+    return (r & 3) == 0 ? 0 : keep_values[(r >> 2) & 3];
+}
+
+/* ---- One call and its reference --------------------------------------------------- */
+
+struct call {
+    int64_t batch, tq, tv;
+    float scale;
+    const uint8_t *mask;
+    int64_t mask_batch_stride, mask_row_stride, mask_batch_div;
+    int32_t causal, convention;
+};
+
+static char case_name[256];
+
+static int kept(const struct call *c, int64_t b, int64_t i, int64_t j)
+{
+    if (c->causal && j > i)
+        return 0;
+    if (c->mask != NULL &&
+        c->mask[(b / c->mask_batch_div) * c->mask_batch_stride + i * c->mask_row_stride + j] == 0)
+        return 0;
+    return 1;
+}
+
+/* The contract of attn4j.h, step by step. */
+static void reference(const struct call *c, const float *scores, double *out)
+{
+    /* Keras: -0.7 * np.finfo(float32).max, stored as float32. */
+    const float replace_logit = (float)(-0.7 * (double)FLT_MAX);
+    float *logit = malloc((size_t)c->tv * sizeof *logit);
+    for (int64_t b = 0; b < c->batch; ++b) {
+        for (int64_t i = 0; i < c->tq; ++i) {
+            const float *s = scores + (b * c->tq + i) * c->tv;
+            double *o = out + (b * c->tq + i) * c->tv;
+            float mx = -INFINITY;
+            for (int64_t j = 0; j < c->tv; ++j) {
+                const float x = c->scale * s[j];
+                float l = x;
+                if (!kept(c, b, i, j)) {
+                    if (c->convention == ATTN4J_MASK_SUBTRACT)
+                        l = x - 1e9f;
+                    else if (c->convention == ATTN4J_MASK_REPLACE_ZERO)
+                        l = -1e9f;
+                    else
+                        l = replace_logit;
+                }
+                logit[j] = l;
+                if (l > mx)
+                    mx = l;
+            }
+            double sum = 0.0;
+            for (int64_t j = 0; j < c->tv; ++j) {
+                o[j] = exp((double)(float)(logit[j] - mx));
+                sum += o[j];
+            }
+            for (int64_t j = 0; j < c->tv; ++j) {
+                o[j] /= sum;
+                if (c->convention == ATTN4J_MASK_REPLACE_ZERO && !kept(c, b, i, j))
+                    o[j] = 0.0;
+            }
+        }
+    }
+    free(logit);
+}
+
+/* Runs the library on a copy of `scores` and compares with the reference. The
+ * result is left in `got` for extra checks by the caller. */
+static void run_and_compare(const struct call *c, const float *scores, float *got, double *want)
+{
+    const int64_t n = c->batch * c->tq * c->tv;
+    memcpy(got, scores, (size_t)n * sizeof *got);
+    const int rc = attn4j_masked_softmax_f32(got, c->batch, c->tq, c->tv, c->scale, c->mask,
+                                             c->mask_batch_stride, c->mask_row_stride,
+                                             c->mask_batch_div, c->causal, c->convention);
+    CHECK_MSG(rc == ATTN4J_OK, "%s: rc %d", case_name, rc);
+    reference(c, scores, want);
+
+    for (int64_t r = 0; r < c->batch * c->tq; ++r) {
+        const int64_t b = r / c->tq, i = r % c->tq;
+        const float *g = got + r * c->tv;
+        const double *w = want + r * c->tv;
+        double sum_got = 0.0, sum_want = 0.0;
+        int nan_row = 0;
+        for (int64_t j = 0; j < c->tv; ++j) {
+            if (isnan(w[j])) {
+                nan_row = 1;
+                CHECK_MSG(isnan(g[j]), "%s: [%lld,%lld,%lld] = %.9g, expected NaN", case_name,
+                          (long long)b, (long long)i, (long long)j, (double)g[j]);
+                continue;
+            }
+            CHECK_MSG(fabs((double)g[j] - w[j]) <= REL_TOL * fabs(w[j]) + ABS_TOL,
+                      "%s: [%lld,%lld,%lld] = %.9g, expected %.9g (rel err %.3g)", case_name,
+                      (long long)b, (long long)i, (long long)j, (double)g[j], w[j],
+                      w[j] != 0.0 ? fabs((double)g[j] - w[j]) / w[j] : (double)g[j]);
+            if (c->convention == ATTN4J_MASK_REPLACE_ZERO && !kept(c, b, i, j)) {
+                const float zero = 0.0f;
+                CHECK_MSG(memcmp(&g[j], &zero, sizeof zero) == 0,
+                          "%s: [%lld,%lld,%lld] masked = %a, expected +0", case_name,
+                          (long long)b, (long long)i, (long long)j, (double)g[j]);
+            }
+            sum_got += g[j];
+            sum_want += w[j];
+        }
+        if (!nan_row) {
+            CHECK_MSG(fabs(sum_got - sum_want) <= SUM_TOL, "%s: row [%lld,%lld] sums to %.9g, expected %.9g",
+                      case_name, (long long)b, (long long)i, sum_got, sum_want);
+            /* The reference itself: 1, or 0 for a fully masked REPLACE_ZERO row. */
+            CHECK_MSG(fabs(sum_want - 1.0) <= 1e-12 ||
+                          (c->convention == ATTN4J_MASK_REPLACE_ZERO && sum_want == 0.0),
+                      "%s: reference row [%lld,%lld] sums to %.17g", case_name, (long long)b,
+                      (long long)i, sum_want);
+        }
+    }
+}
+
+/* ---- The sweep over sizes, mask layouts, causality and conventions ------------------ */
+
+enum mask_layout {
+    MASK_NONE,
+    MASK_BATCH_TV,      /* (batch, tv): one key mask per batch */
+    MASK_BATCH_TQ_TV,   /* (batch, tq, tv) */
+    MASK_TQ_TV,         /* (tq, tv) broadcast over batch: batch stride 0 */
+    MASK_HEADS,         /* (B, tq, tv) shared by N heads: scores (B*N, tq, tv), div N */
+    MASK_PADDED_ROWS,   /* (batch, tq, tv) inside a larger buffer: strides > dense */
+    MASK_LAYOUTS
+};
+
+static const char *layout_names[] = {"none", "(b,tv)", "(b,tq,tv)", "(tq,tv)", "heads", "padded"};
+
+/* Builds the mask of a layout; exactly as many bytes as the strides address, so
+ * AddressSanitizer catches a read past it. Forces some fully masked rows. */
+static uint8_t *make_mask(struct call *c, enum mask_layout layout)
+{
+    const int64_t tq = c->tq, tv = c->tv;
+    int64_t mask_batches = c->batch;
+    c->mask_batch_div = 1;
+    switch (layout) {
+    case MASK_NONE:
+        c->mask = NULL;
+        c->mask_batch_stride = c->mask_row_stride = 0;
+        return NULL;
+    case MASK_BATCH_TV:
+        c->mask_batch_stride = tv;
+        c->mask_row_stride = 0;
+        break;
+    case MASK_BATCH_TQ_TV:
+        c->mask_batch_stride = tq * tv;
+        c->mask_row_stride = tv;
+        break;
+    case MASK_TQ_TV:
+        c->mask_batch_stride = 0;
+        c->mask_row_stride = tv;
+        mask_batches = 1;
+        break;
+    case MASK_HEADS:
+        c->mask_batch_div = c->batch % 3 == 0 ? 3 : c->batch % 2 == 0 ? 2 : 1;
+        c->mask_batch_stride = tq * tv;
+        c->mask_row_stride = tv;
+        mask_batches = c->batch / c->mask_batch_div;
+        break;
+    default: /* MASK_PADDED_ROWS */
+        c->mask_row_stride = tv + 3;
+        c->mask_batch_stride = tq * (tv + 3) + 5;
+        break;
+    }
+    const int64_t rows = c->mask_row_stride == 0 ? 1 : tq;
+    const int64_t bytes = (mask_batches - 1) * c->mask_batch_stride + (rows - 1) * c->mask_row_stride + tv;
+    uint8_t *m = malloc((size_t)bytes);
+    /* Padding (bytes no (b, i, j) addresses) is 0: reading it by mistake masks. */
+    memset(m, 0, (size_t)bytes);
+    for (int64_t mb = 0; mb < mask_batches; ++mb)
+        for (int64_t i = 0; i < rows; ++i)
+            for (int64_t j = 0; j < tv; ++j)
+                m[mb * c->mask_batch_stride + i * c->mask_row_stride + j] = rng_mask_byte();
+    /* Fully masked rows: the last mask row of the first mask batch, and for the
+     * (b, tv) layout the whole second batch. */
+    memset(m + (rows - 1) * c->mask_row_stride, 0, (size_t)tv);
+    if (layout == MASK_BATCH_TV && mask_batches > 1)
+        memset(m + c->mask_batch_stride, 0, (size_t)tv);
+    c->mask = m;
+    return m;
+}
+
+static void sweep_case(int64_t batch, int64_t tq, int64_t tv)
+{
+    static const float scales[] = {1.0f, 0.125f, 0.35355339f};
+    static unsigned counter;
+    const int64_t n = batch * tq * tv;
+    float *scores = malloc((size_t)n * sizeof *scores);
+    float *got = malloc((size_t)n * sizeof *got);
+    double *want = malloc((size_t)n * sizeof *want);
+
+    for (int layout = 0; layout < MASK_LAYOUTS; ++layout) {
+        for (int causal = 0; causal <= 1; ++causal) {
+            for (int32_t conv = 0; conv <= 2; ++conv) {
+                ++counter;
+                /* Every fourth case has logits over a wide range: probabilities down
+                 * to the subnormals and to 0. */
+                const float range = counter % 4 == 0 ? 90.0f : 8.0f;
+                for (int64_t k = 0; k < n; ++k)
+                    scores[k] = rng_uniform(-range, range);
+                struct call c = {.batch = batch, .tq = tq, .tv = tv,
+                                 .scale = scales[counter % 3], .causal = causal,
+                                 .convention = conv};
+                uint8_t *mask = make_mask(&c, (enum mask_layout)layout);
+                snprintf(case_name, sizeof case_name,
+                         "batch %lld tq %lld tv %lld mask %s div %lld causal %d %s scale %g range %g",
+                         (long long)batch, (long long)tq, (long long)tv, layout_names[layout],
+                         (long long)c.mask_batch_div, causal, conv_names[conv], (double)c.scale,
+                         (double)range);
+                run_and_compare(&c, scores, got, want);
+                free(mask);
+            }
+        }
+    }
+    free(scores);
+    free(got);
+    free(want);
+}
+
+static void test_sweep(void)
+{
+    /* Around the vector widths (8, 16, and two or three vectors) and odd sizes. */
+    static const int64_t tvs[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 49, 100, 257};
+    for (size_t t = 0; t < sizeof tvs / sizeof tvs[0]; ++t) {
+        const int64_t tv = tvs[t];
+        const int64_t batch = tv <= 49 ? 6 : 2;
+        /* tq < tv, tq == tv, tq > tv: causal rows past tv keep every column. */
+        const int64_t tqs[] = {tv > 1 ? (tv + 1) / 2 : 1, tv, tv + 3};
+        for (int q = 0; q < 3; ++q)
+            sweep_case(batch, tqs[q], tv);
+    }
+    /* Long rows: the double sum over thousands of terms. */
+    sweep_case(2, 3, 1000);
+    sweep_case(1, 2, 4096);
+    sweep_case(1, 2, 4099);
+}
+
+/* ---- Fully masked rows ----------------------------------------------------------- */
+
+static void test_fully_masked(void)
+{
+    static const int64_t tvs[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 100, 257};
+    for (size_t t = 0; t < sizeof tvs / sizeof tvs[0]; ++t) {
+        const int64_t tv = tvs[t], tq = 2;
+        float *scores = malloc((size_t)(tq * tv) * sizeof *scores);
+        float *got = malloc((size_t)(tq * tv) * sizeof *got);
+        double *want = malloc((size_t)(tq * tv) * sizeof *want);
+        uint8_t *mask = calloc((size_t)(tq * tv), 1);
+        struct call c = {.batch = 1, .tq = tq, .tv = tv, .scale = 1.0f, .mask = mask,
+                         .mask_batch_stride = 0, .mask_row_stride = tv, .mask_batch_div = 1};
+        const float uniform = 1.0f / (float)tv;
+
+        /* SUBTRACT, |x| < 32: every x - 1e9f rounds to -1e9f (float spacing 64
+         * there), so the row is exactly uniform. */
+        for (int64_t k = 0; k < tq * tv; ++k)
+            scores[k] = rng_uniform(-31.0f, 31.0f);
+        c.convention = ATTN4J_MASK_SUBTRACT;
+        snprintf(case_name, sizeof case_name, "fully masked SUBTRACT small tv %lld", (long long)tv);
+        run_and_compare(&c, scores, got, want);
+        for (int64_t k = 0; k < tq * tv; ++k)
+            CHECK_MSG(got[k] == uniform, "%s: [%lld] = %a, expected %a", case_name, (long long)k,
+                      (double)got[k], (double)uniform);
+
+        /* SUBTRACT, x in 40..100: x - 1e9f lands on -1e9 + 64 or + 128, so the
+         * row follows those float32 roundings (the reference models them). */
+        for (int64_t k = 0; k < tq * tv; ++k)
+            scores[k] = rng_uniform(40.0f, 100.0f);
+        snprintf(case_name, sizeof case_name, "fully masked SUBTRACT large tv %lld", (long long)tv);
+        run_and_compare(&c, scores, got, want);
+
+        /* REPLACE_ZERO: all +0. */
+        c.convention = ATTN4J_MASK_REPLACE_ZERO;
+        snprintf(case_name, sizeof case_name, "fully masked REPLACE_ZERO tv %lld", (long long)tv);
+        run_and_compare(&c, scores, got, want);
+        for (int64_t k = 0; k < tq * tv; ++k)
+            CHECK_MSG(got[k] == 0.0f && !signbit(got[k]), "%s: [%lld] = %a", case_name,
+                      (long long)k, (double)got[k]);
+
+        /* REPLACE: every logit is the same constant: uniform, whatever x was. */
+        c.convention = ATTN4J_MASK_REPLACE;
+        snprintf(case_name, sizeof case_name, "fully masked REPLACE tv %lld", (long long)tv);
+        run_and_compare(&c, scores, got, want);
+        for (int64_t k = 0; k < tq * tv; ++k)
+            CHECK_MSG(got[k] == uniform, "%s: [%lld] = %a, expected %a", case_name, (long long)k,
+                      (double)got[k], (double)uniform);
+
+        free(scores);
+        free(got);
+        free(want);
+        free(mask);
+    }
+}
+
+/* ---- NaN and infinities --------------------------------------------------------------- */
+
+static int row_all_nan_except_masked_zero(const float *g, const struct call *c, int64_t i)
+{
+    for (int64_t j = 0; j < c->tv; ++j) {
+        if (c->convention == ATTN4J_MASK_REPLACE_ZERO && !kept(c, 0, i, j)) {
+            if (g[j] != 0.0f)
+                return 0;
+        } else if (!isnan(g[j])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int row_finite(const float *g, int64_t tv)
+{
+    for (int64_t j = 0; j < tv; ++j)
+        if (!isfinite(g[j]))
+            return 0;
+    return 1;
+}
+
+/*
+ * Row 0: a special value at a kept column; row 1: at a masked column; row 2: none.
+ * NaN: a kept NaN makes its row NaN (REPLACE_ZERO still zeroes masked columns); a
+ * masked NaN leaks under SUBTRACT (NaN - 1e9 is NaN, as in Keras) but not under
+ * REPLACE / REPLACE_ZERO, which overwrite the logit. Infinities follow IEEE the
+ * same way; all of it must match the reference and nothing may crash.
+ */
+static void test_special_values(void)
+{
+    static const int64_t tvs[] = {5, 8, 16, 17, 33, 100};
+    static const float specials[] = {NAN, INFINITY, -INFINITY};
+    static const char *special_names[] = {"NaN", "+inf", "-inf"};
+    for (size_t t = 0; t < sizeof tvs / sizeof tvs[0]; ++t) {
+        const int64_t tv = tvs[t], tq = 3, n = tq * tv;
+        float *scores = malloc((size_t)n * sizeof *scores);
+        float *got = malloc((size_t)n * sizeof *got);
+        double *want = malloc((size_t)n * sizeof *want);
+        uint8_t *mask = malloc((size_t)n);
+        memset(mask, 1, (size_t)n);
+        const int64_t jk = tv / 2;       /* kept column in row 0 */
+        const int64_t jm = tv - 1;       /* masked column in row 1 */
+        mask[1 * tv + jm] = 0;
+        mask[0 * tv + (jk + 1) % tv] = 0; /* row 0 has a masked column too */
+        if ((jk + 1) % tv == jk)
+            mask[0 * tv + jk] = 1;
+        for (size_t sp = 0; sp < sizeof specials / sizeof specials[0]; ++sp) {
+            for (int32_t conv = 0; conv <= 2; ++conv) {
+                for (int64_t k = 0; k < n; ++k)
+                    scores[k] = rng_uniform(-4.0f, 4.0f);
+                scores[0 * tv + jk] = specials[sp];
+                scores[1 * tv + jm] = specials[sp];
+                struct call c = {.batch = 1, .tq = tq, .tv = tv, .scale = 0.5f, .mask = mask,
+                                 .mask_batch_stride = 0, .mask_row_stride = tv,
+                                 .mask_batch_div = 1, .convention = conv};
+                snprintf(case_name, sizeof case_name, "%s tv %lld %s", special_names[sp],
+                         (long long)tv, conv_names[conv]);
+                run_and_compare(&c, scores, got, want);
+
+                if (tv == 1 || !kept(&c, 0, 0, jk))
+                    continue;
+                const float *row0 = got, *row1 = got + tv, *row2 = got + 2 * tv;
+                if (sp == 0) {
+                    CHECK_MSG(row_all_nan_except_masked_zero(row0, &c, 0), "%s: row 0", case_name);
+                    if (conv == ATTN4J_MASK_SUBTRACT)
+                        CHECK_MSG(row_all_nan_except_masked_zero(row1, &c, 1), "%s: row 1", case_name);
+                    else
+                        CHECK_MSG(row_finite(row1, tv), "%s: masked NaN leaked into row 1", case_name);
+                } else if (sp == 1) {
+                    /* +inf - +inf = NaN. */
+                    CHECK_MSG(row_all_nan_except_masked_zero(row0, &c, 0), "%s: row 0", case_name);
+                    if (conv != ATTN4J_MASK_SUBTRACT)
+                        CHECK_MSG(row_finite(row1, tv), "%s: masked +inf leaked into row 1", case_name);
+                } else {
+                    /* exp(-inf - max) = 0. */
+                    CHECK_MSG(row_finite(row0, tv) && row0[jk] == 0.0f, "%s: row 0", case_name);
+                    CHECK_MSG(row_finite(row1, tv), "%s: row 1", case_name);
+                }
+                CHECK_MSG(row_finite(row2, tv), "%s: row 2 touched by its neighbours", case_name);
+            }
+        }
+
+        /* A row of kept -inf: -inf - -inf = NaN, like numpy. And a scale of inf or
+         * NaN: no crash, whatever comes out matches the reference. */
+        for (int64_t k = 0; k < n; ++k)
+            scores[k] = k < tv ? -INFINITY : rng_uniform(-4.0f, 4.0f);
+        struct call c = {.batch = 1, .tq = tq, .tv = tv, .scale = 1.0f, .mask = NULL,
+                         .mask_batch_div = 1, .convention = ATTN4J_MASK_REPLACE};
+        snprintf(case_name, sizeof case_name, "all -inf tv %lld", (long long)tv);
+        run_and_compare(&c, scores, got, want);
+        c.scale = INFINITY;
+        snprintf(case_name, sizeof case_name, "scale inf tv %lld", (long long)tv);
+        run_and_compare(&c, scores, got, want);
+        c.scale = NAN;
+        snprintf(case_name, sizeof case_name, "scale NaN tv %lld", (long long)tv);
+        run_and_compare(&c, scores, got, want);
+
+        free(scores);
+        free(got);
+        free(want);
+        free(mask);
+    }
+}
+
+/* ---- Causal boundary -------------------------------------------------------------------- */
+
+/* With all logits equal, causal row i is uniform over columns 0..min(i, tv-1)
+ * and exactly 0 beyond (exp(-1e9 - x) underflows): checks the boundary exactly. */
+static void test_causal_boundary(void)
+{
+    static const int64_t tvs[] = {3, 8, 16, 17, 40};
+    for (size_t t = 0; t < sizeof tvs / sizeof tvs[0]; ++t) {
+        const int64_t tv = tvs[t], tq = tv + 2;
+        float *scores = malloc((size_t)(tq * tv) * sizeof *scores);
+        for (int32_t conv = 0; conv <= 2; ++conv) {
+            for (int64_t k = 0; k < tq * tv; ++k)
+                scores[k] = 0.5f;
+            CHECK_INT_EQ(attn4j_masked_softmax_f32(scores, 1, tq, tv, 1.0f, NULL, 0, 0, 1, 1, conv),
+                         ATTN4J_OK);
+            for (int64_t i = 0; i < tq; ++i) {
+                const int64_t kept_cols = i + 1 < tv ? i + 1 : tv;
+                for (int64_t j = 0; j < tv; ++j) {
+                    const float expect = j < kept_cols ? 1.0f / (float)kept_cols : 0.0f;
+                    CHECK_MSG(scores[i * tv + j] == expect, "causal tv %lld %s [%lld,%lld] = %a, expected %a",
+                              (long long)tv, conv_names[conv], (long long)i, (long long)j,
+                              (double)scores[i * tv + j], (double)expect);
+                }
+            }
+        }
+        free(scores);
+    }
+}
+
+int main(void)
+{
+    if (test_should_skip("test_softmax"))
+        return 77;
+    test_sweep();
+    test_fully_masked();
+    test_special_values();
+    test_causal_boundary();
+    return test_finish("test_softmax");
+}
