@@ -60,7 +60,8 @@ extern "C" {
  *     keep = mask_ok(b, i, j) && (!causal || j <= i)
  *     logit = keep ? x : masked(x)            (masked() depends on `convention`)
  *     scores[b, i, :] = exp(logit - max_j logit) / sum_j exp(logit - max_j logit)
- *     (ATTN4J_MASK_REPLACE_ZERO: then scores[b, i, j] = 0 where !keep)
+ *     (ATTN4J_MASK_REPLACE_ZERO: then scores[b, i, j] *= keep, as Keras multiplies
+ *      by the mask: 0 where !keep, except that a NaN row stays NaN)
  *
  * The causal mask is top-left aligned (j <= i) also when tq != tv, as Keras builds
  * it with a cumulative sum.
@@ -79,13 +80,16 @@ extern "C" {
  *     (B, tq, tv) shared by the N heads of scores (B*N, tq, tv): mask_batch_div = N
  * mask_batch_div must be >= 1 (1 when every score batch has its own mask batch).
  *
- * With finite inputs the result is finite and NaN-free, also on fully masked
- * rows. NaN or infinite scores propagate as they do in Keras (a NaN logit makes
- * its row NaN); they never crash or hang.
+ * When every scale * s is finite the result is finite and NaN-free, also on fully
+ * masked rows. NaN or infinite logits propagate as they do in Keras (a NaN or +inf
+ * kept logit makes its row NaN); they never crash or hang.
  *
  * Requirements: scores != NULL; batch, tq, tv >= 1; strides >= 0;
- * mask_batch_div >= 1; convention one of ATTN4J_MASK_*. Otherwise ATTN4J_EINVAL
- * and `scores` is untouched.
+ * mask_batch_div >= 1; convention one of ATTN4J_MASK_*; batch * tq * tv * 4 bytes
+ * addressable (<= PTRDIFF_MAX). Strides are checked also when mask is NULL.
+ * Otherwise ATTN4J_EINVAL and `scores` is untouched.
+ *
+ * ATTN4J_ISA values other than avx512, avx2 and scalar are ignored.
  */
 ATTN4J_API int attn4j_masked_softmax_f32(float *scores, int64_t batch, int64_t tq, int64_t tv,
                                          float scale, const uint8_t *mask,

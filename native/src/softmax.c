@@ -46,23 +46,27 @@ void attn4j_row_scalar(float *row, const uint8_t *mask_row, int64_t tv, int64_t 
         mx = logit > mx ? logit : mx;
     }
 
+    /* expf of a masked logit (d ~ -1e9) underflows, which costs glibc an errno
+     * write and the CPU a microcode assist; below -104 the result is +0 anyway. */
     double sum = 0.0;
     for (int64_t j = 0; j < tv; ++j) {
-        const float e = expf(row[j] - mx);
+        const float d = row[j] - mx;
+        const float e = d < ATTN4J_EXP_LO ? 0.0f : expf(d);
         row[j] = e;
         sum += e;
     }
 
     const float s = (float)sum;
-    for (int64_t j = 0; j < tv; ++j)
-        row[j] = row[j] / s;
-
-    if (convention == ATTN4J_MASK_REPLACE_ZERO) {
+    /* Keras zeroes masked probabilities by multiplying with the mask, so a row that
+     * is NaN (s is NaN) stays NaN at masked positions too: no zeroing then. */
+    if (convention == ATTN4J_MASK_REPLACE_ZERO && s == s) {
         for (int64_t j = 0; j < tv; ++j) {
             const int keep = j < keep_end && (mask_row == NULL || mask_row[j] != 0);
-            if (!keep)
-                row[j] = 0.0f;
+            row[j] = keep ? row[j] / s : 0.0f;
         }
+    } else {
+        for (int64_t j = 0; j < tv; ++j)
+            row[j] = row[j] / s;
     }
 }
 

@@ -41,16 +41,35 @@ ALWAYS_INLINE __m256 exp8(__m256 x)
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
 
-    /* 2^n as two factors 2^(n>>1) * 2^(n - (n>>1)), each a normal float for n in
-     * [-150, 128]: p * 2^n1 is exact, and the second product rounds once, also
-     * when the result is subnormal (x in [-104, -87.3]) or overflows to inf. */
+    /* Scale by 2^n without ever computing a subnormal float: on x86 every
+     * instruction that produces one (or underflows to 0) takes a microcode assist
+     * costing ~100 cycles, and masked logits (x - max ~ -1e9) would hit it on every
+     * chunk. So:
+     *  - n >= -125 (normal result): p * 2^n as 2^(n>>1) * 2^(n - (n>>1)), each a
+     *    normal float, the first product exact; n = 128 overflows to inf.
+     *  - n <= -126 (result below 2^-126 * 1.42): the float's bit pattern is the
+     *    integer round(p * 2^(n+149)) (units of 2^-149, the subnormal spacing;
+     *    2^23 and above is exponent field 1, same spacing), and converting to
+     *    integer rounds to nearest-even exactly as the subnormal result would.
+     *    n = -150 gives round(p / 2) = 0: the underflow to +0.
+     * Each branch's n is clamped into its own range so neither computes a
+     * subnormal for the other's lanes. A NaN x has a NaN nf and p, so the
+     * compare is false and the normal branch returns NaN. */
     const __m256i n = _mm256_cvtps_epi32(nf);
-    const __m256i n1 = _mm256_srai_epi32(n, 1);
-    const __m256i n2 = _mm256_sub_epi32(n, n1);
     const __m256i bias = _mm256_set1_epi32(127);
+    const __m256i nn = _mm256_max_epi32(n, _mm256_set1_epi32(-125));
+    const __m256i n1 = _mm256_srai_epi32(nn, 1);
+    const __m256i n2 = _mm256_sub_epi32(nn, n1);
     const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
     const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
-    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+    const __m256 normal = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+
+    const __m256i ns = _mm256_add_epi32(_mm256_min_epi32(n, _mm256_set1_epi32(-126)), _mm256_set1_epi32(149));
+    const __m256 s3 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(ns, bias), 23));
+    const __m256 tiny = _mm256_castsi256_ps(_mm256_cvtps_epi32(_mm256_mul_ps(p, s3)));
+
+    const __m256 use_tiny = _mm256_cmp_ps(nf, _mm256_set1_ps(-125.5f), _CMP_LT_OQ);
+    return _mm256_blendv_ps(normal, tiny, use_tiny);
 }
 
 /* All-ones in lanes k < n (n clamped to [0, 8]), zero elsewhere. */
@@ -207,7 +226,9 @@ void attn4j_row_avx2(float *row, const uint8_t *mask_row, int64_t tv, int64_t ke
 
     const float sum = (float)pass_exp(row, tv, mx);
 
-    if (convention != ATTN4J_MASK_REPLACE_ZERO)
+    /* Keras zeroes masked probabilities by multiplying with the mask, so a row that
+     * is NaN (sum is NaN) stays NaN at masked positions too: no zeroing then. */
+    if (convention != ATTN4J_MASK_REPLACE_ZERO || sum != sum)
         pass_normalise(row, NULL, tv, keep_end, sum, 0, 0);
     else if (mask_row != NULL)
         pass_normalise(row, mask_row, tv, keep_end, sum, 1, 1);

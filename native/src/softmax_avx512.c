@@ -19,8 +19,11 @@
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-/* exp on 16 lanes, see the constants in internal.h. vscalefps multiplies by 2^n
- * with a single rounding, subnormal results and overflow to inf included. */
+/* exp on 16 lanes, see the constants in internal.h and exp8 in softmax_avx2.c
+ * for the scaling by 2^n, done here with vscalefps: normal results directly,
+ * results below 2^-126 as the integer bit pattern round(p * 2^(n+149)), so no
+ * instruction ever produces a subnormal float (a ~100-cycle microcode assist
+ * on x86, which every masked logit would otherwise pay). */
 ALWAYS_INLINE __m512 exp16(__m512 x)
 {
     /* minps/maxps return the second operand when either is NaN: NaN passes. */
@@ -37,7 +40,13 @@ ALWAYS_INLINE __m512 exp16(__m512 x)
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(ATTN4J_EXP_C2));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, nf);
+
+    const __m512 normal = _mm512_scalef_ps(p, _mm512_max_ps(_mm512_set1_ps(-125.0f), nf));
+    const __m512 ns = _mm512_add_ps(_mm512_min_ps(_mm512_set1_ps(-126.0f), nf), _mm512_set1_ps(149.0f));
+    const __m512 tiny = _mm512_castsi512_ps(_mm512_cvtps_epi32(_mm512_scalef_ps(p, ns)));
+    /* False for NaN: the normal branch carries the NaN. */
+    const __mmask16 use_tiny = _mm512_cmp_ps_mask(nf, _mm512_set1_ps(-125.5f), _CMP_LT_OQ);
+    return _mm512_mask_blend_ps(use_tiny, normal, tiny);
 }
 
 /* Bits k < n set (n clamped to [0, 16]). */
@@ -171,7 +180,9 @@ void attn4j_row_avx512(float *row, const uint8_t *mask_row, int64_t tv, int64_t 
 
     const float sum = (float)pass_exp(row, tv, mx);
 
-    if (convention != ATTN4J_MASK_REPLACE_ZERO)
+    /* Keras zeroes masked probabilities by multiplying with the mask, so a row that
+     * is NaN (sum is NaN) stays NaN at masked positions too: no zeroing then. */
+    if (convention != ATTN4J_MASK_REPLACE_ZERO || sum != sum)
         pass_normalise(row, NULL, tv, keep_end, sum, 0, 0);
     else if (mask_row != NULL)
         pass_normalise(row, mask_row, tv, keep_end, sum, 1, 1);

@@ -179,6 +179,33 @@ class MaskedSoftmaxTest {
     }
 
     @Test
+    void nanPropagatesAsInKeras() {
+        NativeTests.requireNative();
+        try (Arena arena = Arena.ofConfined()) {
+            Tensor keepFirstTwo = Tensor.ofMask(arena, new boolean[] {true, true, false}, 1, 3);
+            for (MaskConvention c : MaskConvention.values()) {
+                // A kept NaN makes the whole row NaN (masked columns too: Keras multiplies by the mask).
+                Tensor kept = Tensor.of(arena, new float[] {Float.NaN, 1f, 2f}, 1, 3);
+                Ops.maskedSoftmax(kept, 1f, keepFirstTwo, false, c);
+                for (float v : kept.toFloatArray()) {
+                    assertTrue(Float.isNaN(v), () -> c + ": kept NaN gave " + v);
+                }
+                // A masked NaN: s - 1e9 is NaN under SUBTRACT; replaced (harmless) otherwise.
+                Tensor masked = Tensor.of(arena, new float[] {1f, 2f, Float.NaN}, 1, 3);
+                Ops.maskedSoftmax(masked, 1f, keepFirstTwo, false, c);
+                float[] got = masked.toFloatArray();
+                if (c == MaskConvention.SUBTRACT) {
+                    assertTrue(Float.isNaN(got[0]) && Float.isNaN(got[1]) && Float.isNaN(got[2]), c.toString());
+                } else {
+                    double z = Math.exp(1) + Math.exp(2);
+                    assertArrayEquals(new float[] {(float) (Math.exp(1) / z), (float) (Math.exp(2) / z), 0f}, got,
+                            1e-7f, c.toString());
+                }
+            }
+        }
+    }
+
+    @Test
     void badMasksAreRejected() {
         try (Arena arena = Arena.ofConfined()) {
             Tensor scores = Tensor.allocate(arena, 2, 3, 4, 5);
