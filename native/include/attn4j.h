@@ -97,6 +97,97 @@ ATTN4J_API int attn4j_masked_softmax_f32(float *scores, int64_t batch, int64_t t
                                          int64_t mask_batch_div, int32_t causal,
                                          int32_t convention);
 
+/*
+ * attn4j_tanh_scores_f32: the scores of additive ("concat") attention. For q laid
+ * out (batch, tq, dim), k (batch, tv, dim) and scores (batch, tq, tv), all dense
+ * row-major, and every batch b, query position i and key position j:
+ *
+ *     scores[b, i, j] = outer * sum_{d < dim} w[d] * tanh(inner * (q[b, i, d] + k[b, j, d]))
+ *
+ * with w[d] = weights[d] (dim floats), or no multiply at all when weights == NULL.
+ * This is Keras's
+ *     Attention(score_mode="concat"): concat_score_weight * sum_d tanh(scale * (q_i + k_j))
+ *         inner = scale (1 without use_scale), outer = concat_score_weight, weights = NULL
+ *     AdditiveAttention: sum_d scale[d] * tanh(q_i + k_j)
+ *         inner = 1, outer = 1, weights = scale (NULL without use_scale)
+ *
+ * Evaluation, per term in float32 and in this order (no fused multiply-add):
+ *     t = q[b, i, d] + k[b, j, d];  u = inner * t;  th = tanh(u);
+ *     p = weights ? weights[d] * th : th
+ * then sum = the sum of the dim terms p, accumulated in double (in an unspecified
+ * order) and rounded to float once, and scores[b, i, j] = outer * sum in float32.
+ * Keras adds the terms in float32 (numpy: pairwise), which rounds more: results
+ * differ from Keras in the last bits of the sum, and where a float32 partial sum
+ * would overflow to inf the double sum can stay finite.
+ *
+ * tanh: within 2 ulp of the exact tanh over the whole float range on every path:
+ * libm tanhf on the scalar path (glibc 2.36 measures 2 ulp), a vector tanh on the
+ * AVX2 / AVX-512 paths (measured 1 ulp, identical on both). All of them give
+ * exactly +-1 for |u| >= 9.02 (where tanh rounds to +-1 in float32), tanh(+-0) =
+ * +-0, tanh(+-inf) = +-1, tanh(NaN) = NaN. So results may differ between
+ * instruction sets in the last bits, never more.
+ *
+ * NaN and infinities follow IEEE float32 through the formula: an infinite u gives
+ * th = +-1, a finite term; a NaN q[b, i, d] (k[b, j, d]) makes row i (column j)
+ * of batch b NaN, as does inf + -inf in t or inner * t = 0 * inf for that (i, j);
+ * a NaN inner, weight or outer makes every score NaN; +inf and -inf terms in the
+ * same sum give NaN, infinite terms of one sign +-inf.
+ *
+ * Requirements: q, k, scores != NULL; batch, tq, tv, dim >= 1; each of q, k and
+ * scores at most PTRDIFF_MAX bytes (batch * tq * dim * 4, batch * tv * dim * 4,
+ * batch * tq * tv * 4). Otherwise ATTN4J_EINVAL and scores is untouched. scores
+ * must not overlap q, k or weights. Allocates nothing; uses up to 16 KiB of stack.
+ */
+ATTN4J_API int attn4j_tanh_scores_f32(const float *q, const float *k, float *scores, int64_t batch,
+                                      int64_t tq, int64_t tv, int64_t dim, const float *weights,
+                                      float inner, float outer);
+
+/*
+ * attn4j_dropout_f32: Keras-style inverted dropout of the n floats of x, in place:
+ *
+ *     keep_prob = 1.0f - rate                        (float32)
+ *     x[i] = keep(i) ? x[i] / keep_prob : +0.0f      (float32 division)
+ *
+ * A dropped element is +0 whatever it held, NaN and inf included (Keras:
+ * where(mask, x / keep_prob, 0)). keep(i) is a pure function of (seed, stream, i),
+ * so a mask is reproducible, independent of threads and instruction set, and
+ * defined bit for bit as follows (uint64_t arithmetic, wrapping modulo 2^64; in
+ * Java: long arithmetic with >>> for >>):
+ *
+ *     mix(z):  z ^= z >> 30;  z *= 0xBF58476D1CE4E5B9;
+ *              z ^= z >> 27;  z *= 0x94D049BB133111EB;
+ *              z ^= z >> 31;  return z;
+ *     h = mix(seed ^ mix(stream * 0x9E3779B97F4A7C15 + (uint64_t)i))
+ *     u = (float)(h >> 40) * 0x1.0p-24f     (exact: a multiple of 2^-24 in [0, 1))
+ *     keep(i) = u >= rate                   (float32 comparison)
+ *
+ * i counts from 0 at x in every call, so a caller that drops one tensor in several
+ * calls gives each call its own stream. Example: seed 1, stream 2, i 3 gives
+ * h = 0xCAB05A444B8C80AF, h >> 40 = 13283418, u = 0.79175341 (kept for rate 0.5).
+ *
+ * rate == 0 (or -0) leaves x untouched (no pass over it); n == 0 is a no-op.
+ *
+ * Requirements: 0 <= rate < 1 (a NaN rate is out of contract); n >= 0;
+ * x != NULL when n > 0; n * 4 <= PTRDIFF_MAX. Otherwise ATTN4J_EINVAL and x is
+ * untouched.
+ */
+ATTN4J_API int attn4j_dropout_f32(float *x, int64_t n, float rate, uint64_t seed, uint64_t stream);
+
+/*
+ * attn4j_mul_row_mask_f32: for x laid out (rows, cols), dense row-major, and every
+ * row r with row_mask[r] == 0:
+ *
+ *     x[r, c] *= 0.0f        for every c < cols
+ *
+ * a float32 multiply, not a store of 0, as Keras's `output *= cast(query_mask)`:
+ * finite values become +0 or -0 (the sign of x), NaN and +-inf become NaN. Rows
+ * whose mask byte is non-zero are not touched (bit-identical, NaN payloads too).
+ *
+ * Requirements: x != NULL, row_mask != NULL (rows bytes); rows, cols >= 1;
+ * rows * cols * 4 <= PTRDIFF_MAX. Otherwise ATTN4J_EINVAL and x is untouched.
+ */
+ATTN4J_API int attn4j_mul_row_mask_f32(float *x, int64_t rows, int64_t cols, const uint8_t *row_mask);
+
 /* The library version, "MAJOR.MINOR.PATCH". Static storage; never freed. */
 ATTN4J_API const char *attn4j_version(void);
 

@@ -4,7 +4,7 @@
  * paths must agree on. Nothing here is exported (-fvisibility=hidden); the unit
  * tests reach it by linking the objects directly.
  *
- * softmax_avx2.c and softmax_avx512.c are compiled with their own -m flags. Keep
+ * The *_avx2.c and *_avx512.c units are compiled with their own -m flags. Keep
  * every helper shared between translation units a macro or a `static inline`
  * function: a plain (extern) inline function could be emitted by several units
  * and the linker could keep the copy compiled with -mavx512f, which would then
@@ -68,6 +68,87 @@ typedef void (*attn4j_row_fn)(float *row, const uint8_t *mask_row, int64_t tv, i
 void attn4j_row_scalar(float *row, const uint8_t *mask_row, int64_t tv, int64_t keep_end,
                        float scale, int32_t convention);
 
+/* ---- Vector tanh constants (shared by the AVX2 and AVX-512 paths) -------------
+ *
+ * tanh is odd, so both paths work on a = |x| and put the sign of x back at the end
+ * (tanh(-0) = -0, NaN stays NaN):
+ *  - a < ATTN4J_TANH_SMALL: tanh(a) = a + a^3 P(a^2), P of degree 6 in a^2.
+ *    C3..C15 are a weighted least-squares fit iterated towards minimax (Lawson) of
+ *    the relative error of tanh on [0, 0.875], each rounded to float before the
+ *    next was refitted: relative error 7.5e-10 (~0.01 ulp). a is exact and
+ *    a^3 P < a/4, so rounding the correction costs well under 1 ulp.
+ *  - otherwise: tanh(a) = 1 - 2 / (exp(2a) + 1), with the vector exp of the
+ *    softmax (constants above) on 2a in [1.75, 20]. y = 2/(e+1) carries ~2 ulp of
+ *    relative error (from e and e + 1); 1 - y keeps it in absolute terms, so it
+ *    costs about y / tanh(a) of that in ulps of the result: the reason for the
+ *    threshold, where y <= 0.30 and tanh(a) >= 0.70. (At 0.5625, with a degree-4
+ *    P, the exp branch reached 2 ulp next to the threshold.)
+ *    a is clamped to ATTN4J_TANH_CLAMP first, so exp never overflows: above
+ *    ~9.01, 2/(e+1) < 2^-25 and 1 - 2/(e+1) rounds to exactly 1, so the
+ *    saturation at +-1 (and tanh(+-inf) = +-1) needs no special case.
+ * Measured over all 2^31 non-negative floats (the negative ones mirror them):
+ * at most 1 ulp from tanh (0.09% of inputs off by one); glibc 2.36's tanhf is
+ * 2 ulp. See test/test_tanh.c.
+ */
+#define ATTN4J_TANH_SMALL 0.875f
+#define ATTN4J_TANH_CLAMP 10.0f
+#define ATTN4J_TANH_C3 (-0x1.555550p-2f)
+#define ATTN4J_TANH_C5 0x1.110fa8p-3f
+#define ATTN4J_TANH_C7 (-0x1.b9da52p-5f)
+#define ATTN4J_TANH_C9 0x1.6376eep-6f
+#define ATTN4J_TANH_C11 (-0x1.110230p-7f)
+#define ATTN4J_TANH_C13 0x1.5b6d5ap-9f
+#define ATTN4J_TANH_C15 (-0x1.f9b7d6p-12f)
+
+/* ---- Tanh scores (scores.c) ----------------------------------------------------
+ *
+ * One batch of attn4j_tanh_scores_f32: q (tq, dim), k (tv, dim), scores (tq, tv),
+ * arguments already validated. weights may be NULL (no multiply).
+ */
+typedef void (*attn4j_tanh_scores_fn)(const float *q, const float *k, float *scores, int64_t tq,
+                                      int64_t tv, int64_t dim, const float *weights, float inner,
+                                      float outer);
+
+void attn4j_tanh_scores_scalar(const float *q, const float *k, float *scores, int64_t tq,
+                               int64_t tv, int64_t dim, const float *weights, float inner,
+                               float outer);
+
+/* The vector paths transpose a block of k rows into a stack buffer of
+ * ATTN4J_KT_MAX_DIM x (vector width) floats (16 KiB for AVX-512) and vectorise
+ * over the key positions j; a larger dim vectorises over d instead. */
+#define ATTN4J_KT_MAX_DIM 256
+
+/* ---- Dropout (elementwise.c) ----------------------------------------------------
+ *
+ * The keep decision of attn4j_dropout_f32, exactly as attn4j.h defines it. static
+ * inline: the vector units use it for their scalar tails.
+ */
+#define ATTN4J_DROPOUT_GOLDEN UINT64_C(0x9E3779B97F4A7C15)
+#define ATTN4J_DROPOUT_M1 UINT64_C(0xBF58476D1CE4E5B9)
+#define ATTN4J_DROPOUT_M2 UINT64_C(0x94D049BB133111EB)
+
+static inline uint64_t attn4j_dropout_mix(uint64_t z)
+{
+    z ^= z >> 30;
+    z *= ATTN4J_DROPOUT_M1;
+    z ^= z >> 27;
+    z *= ATTN4J_DROPOUT_M2;
+    z ^= z >> 31;
+    return z;
+}
+
+/* u in [0, 1), a multiple of 2^-24; element i is kept when u >= rate. */
+static inline float attn4j_dropout_uniform(uint64_t seed, uint64_t stream, uint64_t i)
+{
+    const uint64_t h = attn4j_dropout_mix(seed ^ attn4j_dropout_mix(stream * ATTN4J_DROPOUT_GOLDEN + i));
+    return (float)(h >> 40) * 0x1.0p-24f;
+}
+
+/* x[0..n) of one call; 0 < rate < 1 and n >= 1, already validated. */
+typedef void (*attn4j_dropout_fn)(float *x, int64_t n, float rate, uint64_t seed, uint64_t stream);
+
+void attn4j_dropout_scalar(float *x, int64_t n, float rate, uint64_t seed, uint64_t stream);
+
 /* ---- CPU dispatch (cpu.c) ------------------------------------------------------ */
 
 enum attn4j_isa_level { ATTN4J_ISA_SCALAR = 0, ATTN4J_ISA_AVX2 = 1, ATTN4J_ISA_AVX512 = 2 };
@@ -89,6 +170,20 @@ void attn4j_exp_avx2(const float *x, float *y, int64_t n);
 void attn4j_row_avx512(float *row, const uint8_t *mask_row, int64_t tv, int64_t keep_end,
                        float scale, int32_t convention);
 void attn4j_exp_avx512(const float *x, float *y, int64_t n);
+
+/* scores_avx2.c / scores_avx512.c: the tanh scores of one batch, and the vector
+ * tanh on its own (y[k] = tanh(x[k])) for the tests. */
+void attn4j_tanh_scores_avx2(const float *q, const float *k, float *scores, int64_t tq, int64_t tv,
+                             int64_t dim, const float *weights, float inner, float outer);
+void attn4j_tanh_avx2(const float *x, float *y, int64_t n);
+void attn4j_tanh_scores_avx512(const float *q, const float *k, float *scores, int64_t tq,
+                               int64_t tv, int64_t dim, const float *weights, float inner,
+                               float outer);
+void attn4j_tanh_avx512(const float *x, float *y, int64_t n);
+
+/* elementwise_avx2.c / elementwise_avx512.c: dropout, 64-bit hash lanes. */
+void attn4j_dropout_avx2(float *x, int64_t n, float rate, uint64_t seed, uint64_t stream);
+void attn4j_dropout_avx512(float *x, int64_t n, float rate, uint64_t seed, uint64_t stream);
 #endif
 
 #endif /* ATTN4J_INTERNAL_H */

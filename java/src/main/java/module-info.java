@@ -8,5 +8,9 @@
  * {@code --enable-native-access=ALL-UNNAMED} on the class path.
  */
 module dev.attn4j {
+    requires com.fasterxml.jackson.databind;
+
     exports dev.attn4j;
+    exports dev.attn4j.layers;
+    exports dev.attn4j.conformance;
 }

@@ -51,4 +51,22 @@ public interface Backend {
     void maskedSoftmax(MemorySegment scores, long batch, int tq, int tv, float scale,
                        MemorySegment mask, long maskBatchStride, long maskRowStride, long maskBatchDiv,
                        boolean causal, MaskConvention convention);
+
+    /**
+     * Additive-style scores, {@code attn4j_tanh_scores_f32}: for q (batch, tq, dim) and
+     * k (batch, tv, dim), {@code scores[b,i,j] = outer * sum_d w_d * tanh(inner * (q[b,i,d] + k[b,j,d]))}
+     * with {@code w_d = 1} when {@code weights} is {@link MemorySegment#NULL}.
+     */
+    void tanhScores(MemorySegment q, MemorySegment k, MemorySegment scores, long batch, int tq, int tv, int dim,
+                    MemorySegment weights, float inner, float outer);
+
+    /**
+     * Inverted dropout in place over {@code n} floats: element i is kept when the
+     * uniform drawn from (seed, stream, i) is >= rate, and then divided by
+     * {@code 1 - rate}; otherwise set to 0. See {@link Dropout} for the exact draw.
+     */
+    void dropout(MemorySegment x, long n, float rate, long seed, long stream);
+
+    /** {@code x[r, :] *= 0} for every row r of x (rows, cols) whose mask byte is 0 (a multiply: NaN stays NaN). */
+    void mulRowMask(MemorySegment x, long rows, int cols, MemorySegment rowMask);
 }

@@ -146,4 +146,20 @@ public final class NativeBackend implements Backend {
         kernels.maskedSoftmax(scores, batch, tq, tv, scale, mask, maskBatchStride, maskRowStride, maskBatchDiv,
                 causal, code);
     }
+
+    @Override
+    public void tanhScores(MemorySegment q, MemorySegment k, MemorySegment scores, long batch, int tq, int tv,
+                           int dim, MemorySegment weights, float inner, float outer) {
+        kernels.tanhScores(q, k, scores, batch, tq, tv, dim, weights, inner, outer);
+    }
+
+    @Override
+    public void dropout(MemorySegment x, long n, float rate, long seed, long stream) {
+        kernels.dropout(x, n, rate, seed, stream);
+    }
+
+    @Override
+    public void mulRowMask(MemorySegment x, long rows, int cols, MemorySegment rowMask) {
+        kernels.mulRowMask(x, rows, cols, rowMask);
+    }
 }

@@ -91,4 +91,46 @@ public final class ReferenceBackend implements Backend {
             }
         }
     }
+
+    @Override
+    public void tanhScores(MemorySegment q, MemorySegment k, MemorySegment scores, long batch, int tq, int tv,
+                           int dim, MemorySegment weights, float inner, float outer) {
+        boolean weighted = !weights.equals(MemorySegment.NULL);
+        for (long b = 0; b < batch; b++) {
+            for (int i = 0; i < tq; i++) {
+                for (int j = 0; j < tv; j++) {
+                    double sum = 0;
+                    for (int d = 0; d < dim; d++) {
+                        // float32 in Keras's order: t = q + k, u = inner * t, w * tanh(u)
+                        float t = q.getAtIndex(F32, (b * tq + i) * dim + d) + k.getAtIndex(F32, (b * tv + j) * dim + d);
+                        float th = (float) Math.tanh(inner * t);
+                        sum += weighted ? weights.getAtIndex(F32, d) * th : th;
+                    }
+                    scores.setAtIndex(F32, (b * tq + i) * tv + j, outer * (float) sum);
+                }
+            }
+        }
+    }
+
+    @Override
+    public void dropout(MemorySegment x, long n, float rate, long seed, long stream) {
+        if (rate == 0f) {
+            return;
+        }
+        float keepProb = 1f - rate;
+        for (long i = 0; i < n; i++) {
+            x.setAtIndex(F32, i, Dropout.keep(seed, stream, i, rate) ? x.getAtIndex(F32, i) / keepProb : 0f);
+        }
+    }
+
+    @Override
+    public void mulRowMask(MemorySegment x, long rows, int cols, MemorySegment rowMask) {
+        for (long r = 0; r < rows; r++) {
+            if (rowMask.get(ValueLayout.JAVA_BYTE, r) == 0) {
+                for (int c = 0; c < cols; c++) {
+                    x.setAtIndex(F32, r * cols + c, x.getAtIndex(F32, r * cols + c) * 0f);
+                }
+            }
+        }
+    }
 }

@@ -48,6 +48,23 @@ public final class Kernels {
         check(rc, "attn4j_masked_softmax_f32");
     }
 
+    /** {@code attn4j_tanh_scores_f32}; see attn4j.h. */
+    public void tanhScores(MemorySegment q, MemorySegment k, MemorySegment scores, long batch, long tq, long tv,
+                           long dim, MemorySegment weights, float inner, float outer) {
+        check(Attn4jBindings.attn4j_tanh_scores_f32(q, k, scores, batch, tq, tv, dim, weights, inner, outer),
+                "attn4j_tanh_scores_f32");
+    }
+
+    /** {@code attn4j_dropout_f32}; see attn4j.h. */
+    public void dropout(MemorySegment x, long n, float rate, long seed, long stream) {
+        check(Attn4jBindings.attn4j_dropout_f32(x, n, rate, seed, stream), "attn4j_dropout_f32");
+    }
+
+    /** {@code attn4j_mul_row_mask_f32}; see attn4j.h. */
+    public void mulRowMask(MemorySegment x, long rows, long cols, MemorySegment rowMask) {
+        check(Attn4jBindings.attn4j_mul_row_mask_f32(x, rows, cols, rowMask), "attn4j_mul_row_mask_f32");
+    }
+
     private static void check(int rc, String function) {
         if (rc != Attn4jBindings.ATTN4J_OK()) {
             throw new IllegalStateException(function + " returned " + rc + " (ATTN4J_EINVAL = "

@@ -130,6 +130,202 @@ public class Attn4jBindings extends Attn4jBindings$shared {
         }
     }
 
+    private static class attn4j_tanh_scores_f32 {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            Attn4jBindings.C_INT,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_FLOAT,
+            Attn4jBindings.C_FLOAT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("attn4j_tanh_scores_f32");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int attn4j_tanh_scores_f32(const float *q, const float *k, float *scores, int64_t batch, int64_t tq, int64_t tv, int64_t dim, const float *weights, float inner, float outer)
+     * }
+     */
+    public static FunctionDescriptor attn4j_tanh_scores_f32$descriptor() {
+        return attn4j_tanh_scores_f32.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int attn4j_tanh_scores_f32(const float *q, const float *k, float *scores, int64_t batch, int64_t tq, int64_t tv, int64_t dim, const float *weights, float inner, float outer)
+     * }
+     */
+    public static MethodHandle attn4j_tanh_scores_f32$handle() {
+        return attn4j_tanh_scores_f32.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int attn4j_tanh_scores_f32(const float *q, const float *k, float *scores, int64_t batch, int64_t tq, int64_t tv, int64_t dim, const float *weights, float inner, float outer)
+     * }
+     */
+    public static MemorySegment attn4j_tanh_scores_f32$address() {
+        return attn4j_tanh_scores_f32.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int attn4j_tanh_scores_f32(const float *q, const float *k, float *scores, int64_t batch, int64_t tq, int64_t tv, int64_t dim, const float *weights, float inner, float outer)
+     * }
+     */
+    public static int attn4j_tanh_scores_f32(MemorySegment q, MemorySegment k, MemorySegment scores, long batch, long tq, long tv, long dim, MemorySegment weights, float inner, float outer) {
+        var mh$ = attn4j_tanh_scores_f32.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("attn4j_tanh_scores_f32", q, k, scores, batch, tq, tv, dim, weights, inner, outer);
+            }
+            return (int)mh$.invokeExact(q, k, scores, batch, tq, tv, dim, weights, inner, outer);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class attn4j_dropout_f32 {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            Attn4jBindings.C_INT,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_FLOAT,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("attn4j_dropout_f32");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int attn4j_dropout_f32(float *x, int64_t n, float rate, uint64_t seed, uint64_t stream)
+     * }
+     */
+    public static FunctionDescriptor attn4j_dropout_f32$descriptor() {
+        return attn4j_dropout_f32.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int attn4j_dropout_f32(float *x, int64_t n, float rate, uint64_t seed, uint64_t stream)
+     * }
+     */
+    public static MethodHandle attn4j_dropout_f32$handle() {
+        return attn4j_dropout_f32.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int attn4j_dropout_f32(float *x, int64_t n, float rate, uint64_t seed, uint64_t stream)
+     * }
+     */
+    public static MemorySegment attn4j_dropout_f32$address() {
+        return attn4j_dropout_f32.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int attn4j_dropout_f32(float *x, int64_t n, float rate, uint64_t seed, uint64_t stream)
+     * }
+     */
+    public static int attn4j_dropout_f32(MemorySegment x, long n, float rate, long seed, long stream) {
+        var mh$ = attn4j_dropout_f32.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("attn4j_dropout_f32", x, n, rate, seed, stream);
+            }
+            return (int)mh$.invokeExact(x, n, rate, seed, stream);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class attn4j_mul_row_mask_f32 {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            Attn4jBindings.C_INT,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("attn4j_mul_row_mask_f32");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int attn4j_mul_row_mask_f32(float *x, int64_t rows, int64_t cols, const uint8_t *row_mask)
+     * }
+     */
+    public static FunctionDescriptor attn4j_mul_row_mask_f32$descriptor() {
+        return attn4j_mul_row_mask_f32.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int attn4j_mul_row_mask_f32(float *x, int64_t rows, int64_t cols, const uint8_t *row_mask)
+     * }
+     */
+    public static MethodHandle attn4j_mul_row_mask_f32$handle() {
+        return attn4j_mul_row_mask_f32.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int attn4j_mul_row_mask_f32(float *x, int64_t rows, int64_t cols, const uint8_t *row_mask)
+     * }
+     */
+    public static MemorySegment attn4j_mul_row_mask_f32$address() {
+        return attn4j_mul_row_mask_f32.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int attn4j_mul_row_mask_f32(float *x, int64_t rows, int64_t cols, const uint8_t *row_mask)
+     * }
+     */
+    public static int attn4j_mul_row_mask_f32(MemorySegment x, long rows, long cols, MemorySegment row_mask) {
+        var mh$ = attn4j_mul_row_mask_f32.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("attn4j_mul_row_mask_f32", x, rows, cols, row_mask);
+            }
+            return (int)mh$.invokeExact(x, rows, cols, row_mask);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class attn4j_version {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             Attn4jBindings.C_POINTER    );

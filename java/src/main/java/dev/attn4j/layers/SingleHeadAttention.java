@@ -1,0 +1,224 @@
+package dev.attn4j.layers;
+
+import dev.attn4j.DType;
+import dev.attn4j.MaskConvention;
+import dev.attn4j.Tensor;
+import dev.attn4j.internal.Scratch;
+import dev.attn4j.internal.backend.Backend;
+import dev.attn4j.internal.backend.Backends;
+import dev.attn4j.internal.backend.GemmRoute;
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+
+/**
+ * The call pipeline shared by {@link Attention} and {@link AdditiveAttention} (Keras's
+ * {@code Attention._apply_scores} and friends), over inputs flattened to
+ * B = product of the leading (batch) axes:
+ * <ol>
+ *   <li>scores (B, Tq, Tv) from query and key, by the subclass (batched GEMM or the
+ *       fused tanh kernel);
+ *   <li>fused scale + value mask + causal mask + softmax, masked logits {@code s - 1e9}
+ *       in float32 ({@link MaskConvention#SUBTRACT});
+ *   <li>dropout on the weights in training (the returned scores are post-dropout);
+ *   <li>output = weights . value (batched GEMM);
+ *   <li>output rows of masked query positions multiplied by 0 (the returned scores keep
+ *       them).
+ * </ol>
+ */
+abstract sealed class SingleHeadAttention extends AttentionLayer permits Attention, AdditiveAttention {
+
+    private final double dropout;
+
+    SingleHeadAttention(String name, boolean trainable, Long seed, double dropout) {
+        super(name, trainable, seed);
+        this.dropout = dropout;
+    }
+
+    /** Keras's {@code dropout}: the rate applied to the attention weights in training. */
+    public final double dropout() {
+        return dropout;
+    }
+
+    static double checkDropout(String layer, double rate) {
+        if (!(rate >= 0 && rate < 1)) {
+            throw new IllegalArgumentException(layer + ": dropout must be a rate in [0, 1), but is " + rate);
+        }
+        return rate;
+    }
+
+    /**
+     * Computes raw scores (B, Tq, Tv) into {@code scores} and returns the factor the
+     * fused softmax applies before masking (Keras's {@code scores *= scale}).
+     */
+    abstract float scores(Backend backend, MemorySegment q, MemorySegment k, MemorySegment scores,
+                          int batch, int tq, int tv, int dim);
+
+    // ---- shapes ---------------------------------------------------------------------
+
+    private String layerName() {
+        return getClass().getSimpleName();
+    }
+
+    /** Checks query/value/key shapes; returns {lead rank, Tq, Tv, dim, dimV}. */
+    final long[] checkShapes(String action, long[] q, long[] v, long[] k) {
+        if (q == null || v == null) {
+            throw new NullPointerException(action + ": query and value shapes must not be null");
+        }
+        long[] key = k == null ? v : k;
+        String keyName = k == null ? "value (used as key)" : "key";
+        if (q.length < 3) {
+            throw new IllegalArgumentException(action + ": query must have rank >= 3 (batch..., Tq, dim), but has shape "
+                    + Arrays.toString(q));
+        }
+        if (v.length != q.length || key.length != q.length) {
+            throw new IllegalArgumentException(action + ": query, value and key must have the same rank, but have "
+                    + "shapes query " + Arrays.toString(q) + ", value " + Arrays.toString(v)
+                    + (k == null ? "" : ", key " + Arrays.toString(k)));
+        }
+        for (int i = 0; i < q.length - 2; i++) {
+            if (v[i] != q[i] || key[i] != q[i]) {
+                throw new IllegalArgumentException(action + ": batch dimensions must match, but axis " + i
+                        + " is " + q[i] + " in query " + Arrays.toString(q) + ", " + v[i] + " in value "
+                        + Arrays.toString(v) + (k == null ? "" : ", " + k[i] + " in key " + Arrays.toString(k)));
+            }
+        }
+        for (long[] s : new long[][] {q, v, key}) {
+            for (long d : s) {
+                if (d < 1 || d > Integer.MAX_VALUE) {
+                    throw new IllegalArgumentException(action + ": every dimension must be in [1, "
+                            + Integer.MAX_VALUE + "], but a shape is " + Arrays.toString(s));
+                }
+            }
+        }
+        long tq = q[q.length - 2];
+        long tv = v[v.length - 2];
+        long dim = q[q.length - 1];
+        if (key[key.length - 2] != tv) {
+            throw new IllegalArgumentException(action + ": key and value must have the same length Tv, but key "
+                    + Arrays.toString(key) + " has " + key[key.length - 2] + " and value " + Arrays.toString(v)
+                    + " has " + tv);
+        }
+        if (key[key.length - 1] != dim) {
+            throw new IllegalArgumentException(action + ": the " + keyName + " feature dimension must equal the "
+                    + "query's (" + dim + "), but " + keyName + " has shape " + Arrays.toString(key));
+        }
+        long batch = 1;
+        for (int i = 0; i < q.length - 2; i++) {
+            batch = Math.multiplyExact(batch, q[i]);
+        }
+        if (batch > Integer.MAX_VALUE || tq * tv > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException(action + ": batch (" + batch + ") and Tq * Tv (" + tq * tv
+                    + ") must each fit the 32-bit integers the native calls take");
+        }
+        return new long[] {q.length - 2, tq, tv, dim, v[v.length - 1]};
+    }
+
+    @Override
+    public final long[] computeOutputShape(long[] queryShape, long[] valueShape, long[] keyShape) {
+        checkShapes(layerName() + ".computeOutputShape", queryShape, valueShape, keyShape);
+        long[] out = queryShape.clone();
+        out[out.length - 1] = valueShape[valueShape.length - 1];
+        return out;
+    }
+
+    @Override
+    public final long[] computeAttentionScoresShape(long[] queryShape, long[] valueShape, long[] keyShape) {
+        checkShapes(layerName() + ".computeAttentionScoresShape", queryShape, valueShape, keyShape);
+        long[] out = queryShape.clone();
+        out[out.length - 1] = valueShape[valueShape.length - 2];
+        return out;
+    }
+
+    // ---- calls ----------------------------------------------------------------------
+
+    private static void requireFloat(String action, String what, Tensor t) {
+        if (t.dtype() != DType.FLOAT32) {
+            throw new IllegalArgumentException(action + ": " + what + " must be float32, but is " + t);
+        }
+        if (!t.isAlive()) {
+            throw new IllegalStateException(action + ": the arena of " + what + " " + t + " is closed");
+        }
+    }
+
+    private static void requireMask(String action, String what, Tensor mask, long[] expected) {
+        if (mask == null) {
+            return;
+        }
+        if (mask.dtype() != DType.BOOL) {
+            throw new IllegalArgumentException(action + ": " + what + " must be a bool tensor of shape "
+                    + Arrays.toString(expected) + ", but is " + mask);
+        }
+        if (!Arrays.equals(mask.shape(), expected)) {
+            throw new IllegalArgumentException(action + ": " + what + " must have shape " + Arrays.toString(expected)
+                    + ", but has " + Arrays.toString(mask.shape()));
+        }
+        if (!mask.isAlive()) {
+            throw new IllegalStateException(action + ": the arena of " + what + " " + mask + " is closed");
+        }
+    }
+
+    @Override
+    final Plan plan(String action, CallArgs args) {
+        checkOpen(action);
+        Tensor q = args.query();
+        Tensor v = args.value();
+        Tensor k = args.key();
+        requireFloat(action, "query", q);
+        requireFloat(action, "value", v);
+        if (k != null) {
+            requireFloat(action, "key", k);
+        }
+        if (args.keyMask() != null || args.attentionMask() != null) {
+            throw new IllegalArgumentException(action + ": " + layerName() + " takes queryMask and valueMask only "
+                    + "(Keras: mask=[query_mask, value_mask]); got "
+                    + (args.keyMask() != null ? "keyMask" : "attentionMask"));
+        }
+        long[] qs = q.shape();
+        long[] vs = v.shape();
+        long[] ks = k == null ? null : k.shape();
+        long[] dims = checkShapes(action, qs, vs, ks);
+        int lead = (int) dims[0];
+        long[] queryMaskShape = Arrays.copyOf(qs, lead + 1);
+        long[] valueMaskShape = Arrays.copyOf(vs, lead + 1);
+        requireMask(action, "queryMask", args.queryMask(), queryMaskShape);
+        requireMask(action, "valueMask", args.valueMask(), valueMaskShape);
+        ensureBuilt(action, qs, vs, ks);
+        return new Plan(computeOutputShape(qs, vs, ks), computeAttentionScoresShape(qs, vs, ks));
+    }
+
+    @Override
+    final void run(Plan plan, CallArgs args, Tensor output, Tensor scoresOut) {
+        Tensor q = args.query();
+        Tensor v = args.value();
+        Tensor k = args.key() != null ? args.key() : v;
+        long[] qs = q.shape();
+        int lead = qs.length - 2;
+        int batch = 1;
+        for (int i = 0; i < lead; i++) {
+            batch *= (int) qs[i];
+        }
+        int tq = (int) qs[lead];
+        int dim = (int) qs[lead + 1];
+        int tv = (int) v.dim(-2);
+        int dimV = (int) v.dim(-1);
+        long scoreCount = (long) batch * tq * tv;
+        MemorySegment s = scoresOut != null ? scoresOut.segment() : Scratch.floats(scoreCount);
+
+        Backend backend = Backends.get();
+        float scale = scores(backend, q.segment(), k.segment(), s, batch, tq, tv, dim);
+        MemorySegment valueMask = args.valueMask() == null ? MemorySegment.NULL : args.valueMask().segment();
+        backend.maskedSoftmax(s, batch, tq, tv, scale, valueMask, tv, 0, 1, args.useCausalMask(),
+                MaskConvention.SUBTRACT);
+        if (args.training() && dropout > 0) {
+            backend.dropout(s, scoreCount, (float) dropout, effectiveSeed(), nextDropoutStream());
+        }
+        backend.sgemmBatched(false, false, tq, dimV, tv, 1f,
+                s, tv, (long) tq * tv, 0,
+                v.segment(), dimV, (long) tv * dimV, 0, 1,
+                0f, output.segment(), dimV, (long) tq * dimV, 0,
+                batch, 1, GemmRoute.AUTO);
+        if (args.queryMask() != null) {
+            backend.mulRowMask(output.segment(), (long) batch * tq, dimV, args.queryMask().segment());
+        }
+    }
+}
