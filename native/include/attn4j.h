@@ -33,17 +33,18 @@ extern "C" {
 #define ATTN4J_EINVAL -1
 
 /*
- * Masking conventions of attn4j_masked_softmax_f32 (argument `convention`). Keras
- * masks logits in three different ways and the difference shows on fully masked
- * rows, so the caller names the one it reproduces:
+ * Masking conventions of attn4j_masked_softmax_f32 and attn4j_masked_softmax_ex_f32
+ * (argument `convention`). Keras masks logits in three different ways and the
+ * difference shows on fully masked rows, so the caller names the one it
+ * reproduces:
  *
  * ATTN4J_MASK_SUBTRACT (Keras Attention / AdditiveAttention):
  *     masked logit = fl32(scale * s - 1e9). The masked logits keep their order, so
  *     a fully masked row of small logits becomes uniform (all round to -1e9), and
  *     one of large logits (|s| > ~32) follows float32 rounding exactly as Keras.
  * ATTN4J_MASK_REPLACE_ZERO (keras.layers.Softmax, the MHA/GQA "slow path"):
- *     masked logit = -1e9, then masked probabilities are set to 0. A fully masked
- *     row is all zeros.
+ *     masked logit = -1e9, then every masked probability is replaced by +0
+ *     (Keras: where(mask, outputs, 0.0)). A fully masked row is all zeros.
  * ATTN4J_MASK_REPLACE (ops.dot_product_attention, the MHA/GQA "fast path"):
  *     masked logit = -0.7 * FLT_MAX, no zeroing. A fully masked row is uniform.
  */
@@ -52,44 +53,87 @@ extern "C" {
 #define ATTN4J_MASK_REPLACE 2
 
 /*
- * attn4j_masked_softmax_f32: in-place, max-subtracted softmax over the last axis
- * of `scores`, laid out (batch, tq, tv) contiguously, fused with scaling and
- * masking. For every batch b, row i (query position) and column j (key position):
+ * attn4j_masked_softmax_ex_f32: in-place, max-subtracted softmax over the last
+ * axis of `scores`, laid out (batch, tq, tv) contiguously, fused with scaling and
+ * with every mask source the Keras attention layers combine (they AND them), so
+ * the caller never builds a combined (tq, tv) mask. For every batch b, row i
+ * (query position) and column j (key position):
  *
  *     x = scale * scores[b, i, j]
- *     keep = mask_ok(b, i, j) && (!causal || j <= i)
+ *     keep = mask_ok(b, i, j) && row_ok(b, i) && col_ok(b, j)
+ *            && (!causal || j <= i) && (window <= 0 || |i - j| < window)
  *     logit = keep ? x : masked(x)            (masked() depends on `convention`)
  *     scores[b, i, :] = exp(logit - max_j logit) / sum_j exp(logit - max_j logit)
- *     (ATTN4J_MASK_REPLACE_ZERO: then scores[b, i, j] *= keep, as Keras multiplies
- *      by the mask: 0 where !keep, except that a NaN row stays NaN)
+ *     (ATTN4J_MASK_REPLACE_ZERO: then scores[b, i, j] = keep ? scores[b, i, j] : +0,
+ *      as Keras's where(mask, outputs, 0): a masked position is exactly +0 always,
+ *      also in a row that is NaN)
  *
  * The causal mask is top-left aligned (j <= i) also when tq != tv, as Keras builds
- * it with a cumulative sum.
+ * it with a cumulative sum. The window keeps the 2 * window - 1 columns
+ * i - window < j < i + window (with causal: window columns, i - window < j <= i);
+ * window = 0 means no window.
  *
- * The boolean mask is optional (mask == NULL: every position kept). It holds one
- * byte per element, 0 = masked, anything else = keep, contiguous along tv, and is
- * addressed with broadcasting strides (in elements):
+ * Every byte mask is optional (NULL: every position kept) and holds one byte per
+ * element, 0 = masked, anything else = keep:
  *
- *     mask_ok(b, i, j) = mask[(b / mask_batch_div) * mask_batch_stride
- *                             + i * mask_row_stride + j] != 0
- *
- * so that one call covers every layout Keras uses:
- *     (batch, tv)          mask_batch_stride = tv,      mask_row_stride = 0
- *     (batch, tq, tv)      mask_batch_stride = tq * tv, mask_row_stride = tv
- *     (tq, tv) for all b   mask_batch_stride = 0,       mask_row_stride = tv
- *     (B, tq, tv) shared by the N heads of scores (B*N, tq, tv): mask_batch_div = N
- * mask_batch_div must be >= 1 (1 when every score batch has its own mask batch).
+ *  - mask: a boolean attention mask, contiguous along tv and addressed with
+ *    broadcasting strides (in elements):
+ *        mask_ok(b, i, j) = mask[(b / mask_batch_div) * mask_batch_stride
+ *                                + i * mask_row_stride + j] != 0
+ *    so that one call covers every layout Keras uses:
+ *        (batch, tv)          mask_batch_stride = tv,      mask_row_stride = 0
+ *        (batch, tq, tv)      mask_batch_stride = tq * tv, mask_row_stride = tv
+ *        (tq, tv) for all b   mask_batch_stride = 0,       mask_row_stride = tv
+ *        (B, tq, tv) shared by the N heads of scores (B*N, tq, tv): mask_batch_div = N
+ *  - row_mask: the query padding mask, (batch / pad_batch_div, tq) dense:
+ *        row_ok(b, i) = row_mask[(b / pad_batch_div) * tq + i] != 0
+ *    A row whose byte is 0 is fully masked (every column).
+ *  - col_mask: the key/value padding mask, (batch / pad_batch_div, tv) dense:
+ *        col_ok(b, j) = col_mask[(b / pad_batch_div) * tv + j] != 0
+ * mask_batch_div and pad_batch_div must be >= 1 (1 when every score batch has
+ * its own mask batch; N for masks of B sequences shared by N heads). The masks are
+ * read only (they may alias each other).
  *
  * When every scale * s is finite the result is finite and NaN-free, also on fully
  * masked rows. NaN or infinite logits propagate as they do in Keras (a NaN or +inf
- * kept logit makes its row NaN); they never crash or hang.
+ * kept logit makes its row NaN, at every column but the masked ones of
+ * ATTN4J_MASK_REPLACE_ZERO, which are +0); they never crash or hang.
  *
- * Requirements: scores != NULL; batch, tq, tv >= 1; strides >= 0;
- * mask_batch_div >= 1; convention one of ATTN4J_MASK_*; batch * tq * tv * 4 bytes
- * addressable (<= PTRDIFF_MAX). Strides are checked also when mask is NULL.
- * Otherwise ATTN4J_EINVAL and `scores` is untouched.
+ * Accuracy: the float32 operations above (scale * s, s - 1e9, logit - max) round
+ * as in Keras; exp is within 2 ulp, the sum is accumulated in double (in an
+ * unspecified order) and rounded to float once, and the division is a float32
+ * division: every probability is within 4e-7 relative of the exact softmax of the
+ * float32 logits, or a few subnormal ulps where it is below FLT_MIN.
+ *
+ * Cost: causality and the window are column ranges, not per-element tests; under
+ * ATTN4J_MASK_REPLACE and ATTN4J_MASK_REPLACE_ZERO the columns outside the range
+ * are not passed over at all (they share one value), so a causal row costs its
+ * kept part. A NULL mask costs nothing per element.
+ *
+ * Requirements: scores != NULL; batch, tq, tv >= 1; mask_batch_stride,
+ * mask_row_stride >= 0; mask_batch_div, pad_batch_div >= 1; window >= 0;
+ * convention one of ATTN4J_MASK_*; batch * tq * tv * 4 bytes addressable
+ * (<= PTRDIFF_MAX). Strides and divisors are checked also when the mask they
+ * address is NULL. Otherwise ATTN4J_EINVAL and `scores` is untouched.
  *
  * ATTN4J_ISA values other than avx512, avx2 and scalar are ignored.
+ */
+ATTN4J_API int attn4j_masked_softmax_ex_f32(float *scores, int64_t batch, int64_t tq, int64_t tv,
+                                            float scale, const uint8_t *mask,
+                                            int64_t mask_batch_stride, int64_t mask_row_stride,
+                                            int64_t mask_batch_div, const uint8_t *row_mask,
+                                            const uint8_t *col_mask, int64_t pad_batch_div,
+                                            int32_t causal, int64_t window, int32_t convention);
+
+/*
+ * attn4j_masked_softmax_f32: attn4j_masked_softmax_ex_f32 with only the boolean
+ * attention mask and causality, i.e. exactly
+ *
+ *     attn4j_masked_softmax_ex_f32(scores, batch, tq, tv, scale, mask,
+ *                                  mask_batch_stride, mask_row_stride, mask_batch_div,
+ *                                  NULL, NULL, 1, causal, 0, convention)
+ *
+ * (same results bit for bit, same requirements).
  */
 ATTN4J_API int attn4j_masked_softmax_f32(float *scores, int64_t batch, int64_t tq, int64_t tv,
                                          float scale, const uint8_t *mask,
@@ -187,6 +231,93 @@ ATTN4J_API int attn4j_dropout_f32(float *x, int64_t n, float rate, uint64_t seed
  * rows * cols * 4 <= PTRDIFF_MAX. Otherwise ATTN4J_EINVAL and x is untouched.
  */
 ATTN4J_API int attn4j_mul_row_mask_f32(float *x, int64_t rows, int64_t cols, const uint8_t *row_mask);
+
+/*
+ * Activations of attn4j_bias_act_f32, the Keras activations of a Dense /
+ * EinsumDense layer, each the float32 formula of Keras 3's numpy backend:
+ *
+ * ATTN4J_ACT_LINEAR   y = v
+ * ATTN4J_ACT_SIGMOID  y = 1 / (1 + exp(-v)): 1 for large v (exp(-v) = 0), +0 for
+ *                     v < -88.72 (exp(-v) = +inf), so it never overflows.
+ * ATTN4J_ACT_RELU     y = max(v, 0), NaN stays NaN, -0 becomes +0 (numpy's
+ *                     maximum(v, 0)).
+ * ATTN4J_ACT_TANH     y = tanh(v)
+ * ATTN4J_ACT_GELU     the exact (erf) GELU, Keras 3's default
+ *                     (keras.activations.gelu(x, approximate=False)), in the
+ *                     numpy backend's float32 order:
+ *                         t = v / fl32(sqrt(2)); e = fl32(erf(t)); y = (v * (e + 1)) / 2
+ *                     with erf evaluated in double and rounded to float, as
+ *                     scipy.special.erf does for float32.
+ * ATTN4J_ACT_SILU     y = v * sigmoid(v) (Keras "silu" / "swish")
+ */
+#define ATTN4J_ACT_LINEAR 0
+#define ATTN4J_ACT_SIGMOID 1
+#define ATTN4J_ACT_RELU 2
+#define ATTN4J_ACT_TANH 3
+#define ATTN4J_ACT_GELU 4
+#define ATTN4J_ACT_SILU 5
+
+/*
+ * attn4j_bias_act_f32: the tail of a Dense layer, in place. For x laid out
+ * (rows, cols), dense row-major, and every r < rows, c < cols:
+ *
+ *     v = bias == NULL ? x[r, c] : x[r, c] + bias[c]     (float32 add)
+ *     x[r, c] = act(v)                                   (ATTN4J_ACT_*, above)
+ *
+ * Accuracy: LINEAR, RELU and GELU are the formulas above exactly (GELU up to
+ * libm's double erf, < 1 ulp in double before the rounding to float), the same
+ * bits on every instruction set. TANH is within 2 ulp of tanh (libm tanhf on the
+ * scalar path, the vector tanh of attn4j_tanh_scores_f32 on AVX2 / AVX-512).
+ * SIGMOID and SILU are exactly their float32 formula evaluated with some value of
+ * exp(-v) within 2 ulp (libm expf on the scalar path, the vector exp of
+ * attn4j_masked_softmax_f32 on AVX2 / AVX-512). Keras's own float32 formula
+ * magnifies that exp error where 1 + exp(-v) rounds coarsely (v < -16.6) and
+ * where the sigmoid is subnormal before SILU multiplies it by v (v near -88): up
+ * to 3 (SIGMOID) and 6 (SILU) ulp from the formula with a correctly rounded exp
+ * there, as numpy's exp gives differences of the same size. The vector paths
+ * agree with each other bit for bit, and may differ from the scalar path in the
+ * last bits. NaN stays NaN; +-inf gives act(+-inf) as the formula does in IEEE
+ * float32 (SILU and GELU: -inf * 0 = NaN).
+ *
+ * LINEAR without a bias leaves x untouched (no pass over it).
+ *
+ * Requirements: x != NULL; rows, cols >= 1; rows * cols * 4 <= PTRDIFF_MAX;
+ * bias NULL or cols floats; activation one of ATTN4J_ACT_*. Otherwise
+ * ATTN4J_EINVAL and x is untouched. bias must not overlap x.
+ */
+ATTN4J_API int attn4j_bias_act_f32(float *x, int64_t rows, int64_t cols, const float *bias,
+                                   int32_t activation);
+
+/*
+ * attn4j_mul_f32: x[i] = x[i] * y[i] for every i < n, a float32 multiply (IEEE:
+ * NaN propagates, 0 * inf = NaN, zeros keep the product's sign).
+ *
+ * Requirements: n >= 0; x, y != NULL when n > 0; n * 4 <= PTRDIFF_MAX; y is x
+ * itself (squares) or does not overlap it. Otherwise ATTN4J_EINVAL and x is
+ * untouched. n == 0 is a no-op.
+ */
+ATTN4J_API int attn4j_mul_f32(float *x, const float *y, int64_t n);
+
+/*
+ * Rules of attn4j_mask_from_f32, the two ways Keras turns a float mask into a
+ * boolean one:
+ *
+ * ATTN4J_MASKCAST_NONZERO  keep = m != 0   (a cast to bool; NaN keeps, -0 masks)
+ * ATTN4J_MASKCAST_GT_HALF  keep = m > 0.5  (keras.layers.Softmax; NaN masks)
+ */
+#define ATTN4J_MASKCAST_NONZERO 0
+#define ATTN4J_MASKCAST_GT_HALF 1
+
+/*
+ * attn4j_mask_from_f32: out[i] = keep(m[i]) ? 1 : 0 for every i < n, with keep()
+ * the rule `mode` names (ATTN4J_MASKCAST_*), float32 comparisons with numpy's
+ * NaN semantics. The result is a byte mask for attn4j_masked_softmax_ex_f32.
+ *
+ * Requirements: n >= 0; m, out != NULL when n > 0; n * 4 <= PTRDIFF_MAX; mode one
+ * of ATTN4J_MASKCAST_*; out does not overlap m. Otherwise ATTN4J_EINVAL and out is
+ * untouched. n == 0 is a no-op.
+ */
+ATTN4J_API int attn4j_mask_from_f32(const float *m, uint8_t *out, int64_t n, int32_t mode);
 
 /* The library version, "MAJOR.MINOR.PATCH". Static storage; never freed. */
 ATTN4J_API const char *attn4j_version(void);

@@ -1,6 +1,10 @@
 /*
  * elementwise.c - attn4j_dropout_f32 (argument checks, dispatch and the scalar
- * kernel) and attn4j_mul_row_mask_f32.
+ * kernel), attn4j_mul_row_mask_f32, attn4j_mul_f32 and attn4j_mask_from_f32.
+ *
+ * The last three are memory-bound single passes with no libm call: written as
+ * plain loops that the compiler vectorises for the baseline ISA, with no per-ISA
+ * kernels (a wider vector would not move memory faster).
  *
  * The dropout decision is a counter-based hash (attn4j_dropout_uniform in
  * internal.h, the splitmix64 finaliser applied twice): no state, so any thread
@@ -64,6 +68,36 @@ ATTN4J_API int attn4j_mul_row_mask_f32(float *x, int64_t rows, int64_t cols, con
         float *xr = x + r * cols;
         for (int64_t c = 0; c < cols; ++c)
             xr[c] *= 0.0f;
+    }
+    return ATTN4J_OK;
+}
+
+ATTN4J_API int attn4j_mul_f32(float *x, const float *y, int64_t n)
+{
+    if (n < 0 || (n > 0 && (x == NULL || y == NULL)))
+        return ATTN4J_EINVAL;
+    if (n > PTRDIFF_MAX / (int64_t)sizeof(float))
+        return ATTN4J_EINVAL;
+    for (int64_t i = 0; i < n; ++i)
+        x[i] = x[i] * y[i];
+    return ATTN4J_OK;
+}
+
+ATTN4J_API int attn4j_mask_from_f32(const float *m, uint8_t *out, int64_t n, int32_t mode)
+{
+    if (n < 0 || (n > 0 && (m == NULL || out == NULL)))
+        return ATTN4J_EINVAL;
+    if (mode != ATTN4J_MASKCAST_NONZERO && mode != ATTN4J_MASKCAST_GT_HALF)
+        return ATTN4J_EINVAL;
+    if (n > PTRDIFF_MAX / (int64_t)sizeof(float))
+        return ATTN4J_EINVAL;
+    /* Ordered comparisons as numpy makes them: NaN != 0 is true, NaN > 0.5 false. */
+    if (mode == ATTN4J_MASKCAST_NONZERO) {
+        for (int64_t i = 0; i < n; ++i)
+            out[i] = (uint8_t)(m[i] != 0.0f);
+    } else {
+        for (int64_t i = 0; i < n; ++i)
+            out[i] = (uint8_t)(m[i] > 0.5f);
     }
     return ATTN4J_OK;
 }

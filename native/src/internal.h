@@ -8,7 +8,8 @@
  * every helper shared between translation units a macro or a `static inline`
  * function: a plain (extern) inline function could be emitted by several units
  * and the linker could keep the copy compiled with -mavx512f, which would then
- * run on a CPU that does not have it.
+ * run on a CPU that does not have it. The vector math the units of one ISA share
+ * lives in vmath_avx2.h / vmath_avx512.h, which only those units include.
  */
 #ifndef ATTN4J_INTERNAL_H
 #define ATTN4J_INTERNAL_H
@@ -54,19 +55,31 @@
 #define ATTN4J_EXP_C5 0x1.1240bep-7f
 #define ATTN4J_EXP_C6 0x1.6a18d6p-10f
 
-/* ---- Row kernels ---------------------------------------------------------------
+/* ---- Softmax rows (softmax.c) ------------------------------------------------
  *
- * One softmax row of length tv, in place. Column j is kept when
- *     j < keep_end && (mask_row == NULL || mask_row[j] != 0)
- * keep_end is the causal boundary (i + 1 clamped to tv, or tv when not causal), so
- * causality costs one comparison per SIMD chunk, not a test per element.
- * `convention` is one of ATTN4J_MASK_*, already validated.
+ * attn4j_masked_softmax_ex_f32 plans each row in softmax.c (which columns can be
+ * kept at all, which masked columns need no pass) and hands the columns that need
+ * one to the row kernel of the instruction set:
+ *
+ *   x[0..n), n >= 1, holds scores. Column j is kept when lo <= j < hi and
+ *   (m1 == NULL || m1[j] != 0) && (m2 == NULL || m2[j] != 0) (m2 only with m1);
+ *   the others are masked (masked() of `convention`). n_const >= 0 more columns,
+ *   not in x, have the constant masked logit of REPLACE / REPLACE_ZERO (n_const is
+ *   0 under SUBTRACT): they take part in the max and in the sum as n_const equal
+ *   terms. x becomes the softmax (REPLACE_ZERO: +0 at its masked columns), and the
+ *   function returns the probability of each of the n_const columns (REPLACE_ZERO:
+ *   +0), for the caller to store.
+ *
+ * The scalar kernel (softmax.c) is the reference: the vector kernels do the same
+ * float operations per element and differ only in exp and in the order of the
+ * double sum.
  */
-typedef void (*attn4j_row_fn)(float *row, const uint8_t *mask_row, int64_t tv, int64_t keep_end,
-                              float scale, int32_t convention);
+typedef float (*attn4j_softmax_row_fn)(float *x, const uint8_t *m1, const uint8_t *m2, int64_t n,
+                                       int64_t lo, int64_t hi, int64_t n_const, float scale,
+                                       int32_t convention);
 
-void attn4j_row_scalar(float *row, const uint8_t *mask_row, int64_t tv, int64_t keep_end,
-                       float scale, int32_t convention);
+float attn4j_softmax_row_scalar(float *x, const uint8_t *m1, const uint8_t *m2, int64_t n, int64_t lo,
+                                int64_t hi, int64_t n_const, float scale, int32_t convention);
 
 /* ---- Vector tanh constants (shared by the AVX2 and AVX-512 paths) -------------
  *
@@ -149,6 +162,18 @@ typedef void (*attn4j_dropout_fn)(float *x, int64_t n, float rate, uint64_t seed
 
 void attn4j_dropout_scalar(float *x, int64_t n, float rate, uint64_t seed, uint64_t stream);
 
+/* ---- Bias and activation (activation.c) ---------------------------------------
+ *
+ * Rows of attn4j_bias_act_f32, arguments already validated; bias may be NULL.
+ * `activation` is one of ATTN4J_ACT_* other than ATTN4J_ACT_GELU, which always
+ * runs the scalar kernel (erf in double per element, the same on every ISA).
+ */
+typedef void (*attn4j_bias_act_fn)(float *x, int64_t rows, int64_t cols, const float *bias,
+                                   int32_t activation);
+
+void attn4j_bias_act_scalar(float *x, int64_t rows, int64_t cols, const float *bias,
+                            int32_t activation);
+
 /* ---- CPU dispatch (cpu.c) ------------------------------------------------------ */
 
 enum attn4j_isa_level { ATTN4J_ISA_SCALAR = 0, ATTN4J_ISA_AVX2 = 1, ATTN4J_ISA_AVX512 = 2 };
@@ -161,14 +186,14 @@ enum attn4j_isa_level attn4j_isa_detect(void);
 
 #if defined(ATTN4J_HAVE_X86)
 /* softmax_avx2.c: needs AVX2 + FMA. */
-void attn4j_row_avx2(float *row, const uint8_t *mask_row, int64_t tv, int64_t keep_end,
-                     float scale, int32_t convention);
-/* y[k] = exp(x[k]) with the vector exp of the row kernel; for the tests. */
+float attn4j_softmax_row_avx2(float *x, const uint8_t *m1, const uint8_t *m2, int64_t n, int64_t lo,
+                              int64_t hi, int64_t n_const, float scale, int32_t convention);
+/* y[k] = exp(x[k]) with the vector exp of the softmax; for the tests. */
 void attn4j_exp_avx2(const float *x, float *y, int64_t n);
 
 /* softmax_avx512.c: needs AVX-512 F, BW, VL, DQ (+ FMA). */
-void attn4j_row_avx512(float *row, const uint8_t *mask_row, int64_t tv, int64_t keep_end,
-                       float scale, int32_t convention);
+float attn4j_softmax_row_avx512(float *x, const uint8_t *m1, const uint8_t *m2, int64_t n, int64_t lo,
+                                int64_t hi, int64_t n_const, float scale, int32_t convention);
 void attn4j_exp_avx512(const float *x, float *y, int64_t n);
 
 /* scores_avx2.c / scores_avx512.c: the tanh scores of one batch, and the vector
@@ -184,6 +209,10 @@ void attn4j_tanh_avx512(const float *x, float *y, int64_t n);
 /* elementwise_avx2.c / elementwise_avx512.c: dropout, 64-bit hash lanes. */
 void attn4j_dropout_avx2(float *x, int64_t n, float rate, uint64_t seed, uint64_t stream);
 void attn4j_dropout_avx512(float *x, int64_t n, float rate, uint64_t seed, uint64_t stream);
+
+/* activation_avx2.c / activation_avx512.c: bias and activation (not GELU). */
+void attn4j_bias_act_avx2(float *x, int64_t rows, int64_t cols, const float *bias, int32_t activation);
+void attn4j_bias_act_avx512(float *x, int64_t rows, int64_t cols, const float *bias, int32_t activation);
 #endif
 
 #endif /* ATTN4J_INTERNAL_H */

@@ -10,68 +10,9 @@
 #include <stdint.h>
 
 #include "internal.h"
+#include "vmath_avx2.h"
 
 #define W 8 /* floats per vector */
-
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
-
-/* exp(z) for z in [0, 20] or NaN: the exp of softmax_avx2.c without its
- * underflow handling. n <= 29, so 2^n is built from exponent bits directly. A
- * NaN z makes p NaN, and NaN times whatever the bits of 2^n became is NaN. */
-ALWAYS_INLINE __m256 exp_pos8(__m256 z)
-{
-    const __m256 nf = _mm256_round_ps(_mm256_mul_ps(z, _mm256_set1_ps(ATTN4J_LOG2E)),
-                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(ATTN4J_LN2_HI), z);
-    r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(ATTN4J_LN2_LO), r);
-
-    __m256 p = _mm256_set1_ps(ATTN4J_EXP_C6);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(ATTN4J_EXP_C5));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(ATTN4J_EXP_C4));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(ATTN4J_EXP_C3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(ATTN4J_EXP_C2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-
-    const __m256i n = _mm256_cvtps_epi32(nf);
-    const __m256i biased = _mm256_add_epi32(n, _mm256_set1_epi32(127));
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(biased, 23)));
-}
-
-/* tanh on 8 lanes, see the constants in internal.h and tanh16 in scores_avx512.c. */
-ALWAYS_INLINE __m256 tanh8(__m256 x)
-{
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    const __m256 a = _mm256_andnot_ps(sign, x);
-
-    const __m256 s = _mm256_mul_ps(a, a);
-    __m256 p = _mm256_set1_ps(ATTN4J_TANH_C15);
-    p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(ATTN4J_TANH_C13));
-    p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(ATTN4J_TANH_C11));
-    p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(ATTN4J_TANH_C9));
-    p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(ATTN4J_TANH_C7));
-    p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(ATTN4J_TANH_C5));
-    p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(ATTN4J_TANH_C3));
-    const __m256 small = _mm256_fmadd_ps(p, _mm256_mul_ps(a, s), a);
-
-    /* minps returns its second operand when either is NaN: NaN passes. */
-    const __m256 z = _mm256_min_ps(_mm256_set1_ps(ATTN4J_TANH_CLAMP), a);
-    const __m256 e = exp_pos8(_mm256_add_ps(z, z));
-    const __m256 one = _mm256_set1_ps(1.0f);
-    const __m256 large = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
-
-    /* False for NaN: the large branch carries the NaN. */
-    const __m256 is_small = _mm256_cmp_ps(a, _mm256_set1_ps(ATTN4J_TANH_SMALL), _CMP_LT_OQ);
-    const __m256 t = _mm256_blendv_ps(large, small, is_small);
-    return _mm256_or_ps(t, _mm256_and_ps(x, sign));
-}
-
-/* All-ones in lanes k < n (n clamped to [0, 8]), zero elsewhere. */
-ALWAYS_INLINE __m256i lanes_below(int64_t n)
-{
-    const int32_t c = (int32_t)(n < 0 ? 0 : n > W ? W : n);
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
 
 ALWAYS_INLINE __m256d add_lo(__m256d acc, __m256 p)
 {
@@ -95,7 +36,7 @@ ALWAYS_INLINE void by_keys(const float *q, const float *k, float *scores, int64_
     const __m256 vouter = _mm256_set1_ps(outer);
 
     for (int64_t j0 = 0; j0 < tv; j0 += W) {
-        const __m256i valid = lanes_below(tv - j0);
+        const __m256i valid = v8_lanes_below(tv - j0);
         const float *kb = k + j0 * dim;
         /* kt[d][l] = k[j0 + l][d]; masked-off lanes are 0 and read nothing. */
         for (int64_t d = 0; d < dim; ++d)
@@ -107,7 +48,7 @@ ALWAYS_INLINE void by_keys(const float *q, const float *k, float *scores, int64_
             __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
             for (int64_t d = 0; d < dim; ++d) {
                 const __m256 t = _mm256_add_ps(_mm256_set1_ps(qi[d]), _mm256_load_ps(kt + d * W));
-                __m256 p = tanh8(_mm256_mul_ps(vinner, t));
+                __m256 p = v8_tanh(_mm256_mul_ps(vinner, t));
                 if (has_weights)
                     p = _mm256_mul_ps(_mm256_set1_ps(weights[d]), p);
                 lo = add_lo(lo, p);
@@ -126,7 +67,7 @@ ALWAYS_INLINE void by_dims(const float *q, const float *k, float *scores, int64_
                            int has_weights)
 {
     const __m256 vinner = _mm256_set1_ps(inner);
-    const __m256i tail = lanes_below(dim % W);
+    const __m256i tail = v8_lanes_below(dim % W);
     const int64_t dim_body = dim - dim % W;
     for (int64_t i = 0; i < tq; ++i) {
         const float *qi = q + i * dim;
@@ -135,7 +76,7 @@ ALWAYS_INLINE void by_dims(const float *q, const float *k, float *scores, int64_
             __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
             for (int64_t d = 0; d < dim_body; d += W) {
                 const __m256 t = _mm256_add_ps(_mm256_loadu_ps(qi + d), _mm256_loadu_ps(kj + d));
-                __m256 p = tanh8(_mm256_mul_ps(vinner, t));
+                __m256 p = v8_tanh(_mm256_mul_ps(vinner, t));
                 if (has_weights)
                     p = _mm256_mul_ps(_mm256_loadu_ps(weights + d), p);
                 lo = add_lo(lo, p);
@@ -146,7 +87,7 @@ ALWAYS_INLINE void by_dims(const float *q, const float *k, float *scores, int64_
                 const __m256 t = _mm256_add_ps(_mm256_maskload_ps(qi + d, tail),
                                                _mm256_maskload_ps(kj + d, tail));
                 /* Zeroed after tanh: inner = inf would make tanh(inner * 0) NaN. */
-                __m256 p = _mm256_and_ps(tanh8(_mm256_mul_ps(vinner, t)), _mm256_castsi256_ps(tail));
+                __m256 p = _mm256_and_ps(v8_tanh(_mm256_mul_ps(vinner, t)), _mm256_castsi256_ps(tail));
                 if (has_weights)
                     p = _mm256_mul_ps(_mm256_maskload_ps(weights + d, tail), p);
                 lo = add_lo(lo, p);
@@ -180,9 +121,9 @@ void attn4j_tanh_avx2(const float *x, float *y, int64_t n)
 {
     int64_t k = 0;
     for (; k + W <= n; k += W)
-        _mm256_storeu_ps(y + k, tanh8(_mm256_loadu_ps(x + k)));
+        _mm256_storeu_ps(y + k, v8_tanh(_mm256_loadu_ps(x + k)));
     if (k < n) {
-        const __m256i tail = lanes_below(n - k);
-        _mm256_maskstore_ps(y + k, tail, tanh8(_mm256_maskload_ps(x + k, tail)));
+        const __m256i tail = v8_lanes_below(n - k);
+        _mm256_maskstore_ps(y + k, tail, v8_tanh(_mm256_maskload_ps(x + k, tail)));
     }
 }

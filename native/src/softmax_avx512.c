@@ -1,109 +1,75 @@
 /*
- * softmax_avx512.c - the row kernel for AVX-512 (F, BW, VL, DQ), 16 floats per
- * step. Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma; only
+ * softmax_avx512.c - the softmax row kernel for AVX-512 (F, BW, VL, DQ), 16 floats
+ * per step. Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma; only
  * called after cpu.c has checked the CPU.
  *
- * Same three passes and float operations as attn4j_row_scalar in softmax.c. Keep
- * decisions live in mask registers: the mask bytes become a __mmask16 with one
- * vptestmb, the causal boundary is a bit count, and the tail (tv % 16 columns)
- * runs the same code with masked loads and stores, which do not touch the memory
- * of masked-out lanes.
+ * Same three passes and float operations as attn4j_softmax_row_scalar in
+ * softmax.c, with v16_exp of vmath_avx512.h. Keep decisions live in mask
+ * registers: the mask bytes become a __mmask16 with one vptestmb per byte mask,
+ * the range [lo, hi) is a bit count.
+ *
+ * The tail (n % 16 columns) goes through the same code under a lane mask, but its
+ * vector stays in a register from pass 1 to pass 3 and is stored once, at the
+ * end, with plain stores (v16_store_first): the loads of the next row would wait
+ * for a masked store of the tail to reach the cache, ~50 ns per row, more than a
+ * row of 16 columns costs in all.
  */
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
 
 #include "internal.h"
+#include "vmath_avx512.h"
 
 #define W 16 /* floats per vector */
 
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
-
-/* exp on 16 lanes, see the constants in internal.h and exp8 in softmax_avx2.c
- * for the scaling by 2^n, done here with vscalefps: normal results directly,
- * results below 2^-126 as the integer bit pattern round(p * 2^(n+149)), so no
- * instruction ever produces a subnormal float (a ~100-cycle microcode assist
- * on x86, which every masked logit would otherwise pay). */
-ALWAYS_INLINE __m512 exp16(__m512 x)
+/* The lanes of the chunk at j, valid lanes `valid`, that are kept: inside
+ * [lo, hi) and allowed by m1 (and, with nmasks == 2, m2). Only called when the
+ * row has some masking (a range narrower than the row, or byte masks). */
+ALWAYS_INLINE __mmask16 keep_lanes(const uint8_t *m1, const uint8_t *m2, int64_t j, __mmask16 valid,
+                                   int64_t lo, int64_t hi, int nmasks)
 {
-    /* minps/maxps return the second operand when either is NaN: NaN passes. */
-    x = _mm512_max_ps(_mm512_set1_ps(ATTN4J_EXP_LO), _mm512_min_ps(_mm512_set1_ps(ATTN4J_EXP_HI), x));
-    const __m512 nf = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(ATTN4J_LOG2E)),
-                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(ATTN4J_LN2_HI), x);
-    r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(ATTN4J_LN2_LO), r);
-
-    __m512 p = _mm512_set1_ps(ATTN4J_EXP_C6);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(ATTN4J_EXP_C5));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(ATTN4J_EXP_C4));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(ATTN4J_EXP_C3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(ATTN4J_EXP_C2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-
-    const __m512 normal = _mm512_scalef_ps(p, _mm512_max_ps(_mm512_set1_ps(-125.0f), nf));
-    const __m512 ns = _mm512_add_ps(_mm512_min_ps(_mm512_set1_ps(-126.0f), nf), _mm512_set1_ps(149.0f));
-    const __m512 tiny = _mm512_castsi512_ps(_mm512_cvtps_epi32(_mm512_scalef_ps(p, ns)));
-    /* False for NaN: the normal branch carries the NaN. */
-    const __mmask16 use_tiny = _mm512_cmp_ps_mask(nf, _mm512_set1_ps(-125.5f), _CMP_LT_OQ);
-    return _mm512_mask_blend_ps(use_tiny, normal, tiny);
-}
-
-/* Bits k < n set (n clamped to [0, 16]). */
-ALWAYS_INLINE __mmask16 lanes_below(int64_t n)
-{
-    const unsigned c = (unsigned)(n < 0 ? 0 : n > W ? W : n);
-    return (__mmask16)((1u << c) - 1u);
-}
-
-/* The keep lanes of the chunk at column j, whose valid lanes are `valid`. */
-ALWAYS_INLINE __mmask16 keep_lanes(const uint8_t *mask_row, int64_t j, __mmask16 valid,
-                                   int64_t keep_end, int has_mask)
-{
-    __mmask16 keep = lanes_below(keep_end - j) & valid;
-    if (has_mask) {
-        const __m128i bytes = valid == (__mmask16)0xFFFF
-                                  ? _mm_loadu_si128((const __m128i *)(const void *)(mask_row + j))
-                                  : _mm_maskz_loadu_epi8(valid, mask_row + j);
-        keep &= _mm_test_epi8_mask(bytes, bytes);
+    __mmask16 keep = valid & v16_lanes_below(hi - j) & (__mmask16)~v16_lanes_below(lo - j);
+    if (nmasks >= 1) {
+        const int full = valid == (__mmask16)0xFFFF;
+        const __m128i b1 = full ? _mm_loadu_si128((const __m128i *)(const void *)(m1 + j))
+                                : _mm_maskz_loadu_epi8(valid, m1 + j);
+        keep = _mm_mask_test_epi8_mask(keep, b1, b1);
+        if (nmasks == 2) {
+            const __m128i b2 = full ? _mm_loadu_si128((const __m128i *)(const void *)(m2 + j))
+                                    : _mm_maskz_loadu_epi8(valid, m2 + j);
+            keep = _mm_mask_test_epi8_mask(keep, b2, b2);
+        }
     }
     return keep;
 }
 
-ALWAYS_INLINE __m512 logit16(__m512 x, __mmask16 keep, int32_t convention)
+ALWAYS_INLINE __m512 masked16(__m512 v, int32_t convention)
 {
-    __m512 masked;
     if (convention == ATTN4J_MASK_REPLACE_ZERO)
-        masked = _mm512_set1_ps(ATTN4J_REPLACE_ZERO_LOGIT);
-    else if (convention == ATTN4J_MASK_REPLACE)
-        masked = _mm512_set1_ps(ATTN4J_REPLACE_LOGIT);
-    else
-        masked = _mm512_sub_ps(x, _mm512_set1_ps(ATTN4J_SUBTRACT_BIAS));
-    return _mm512_mask_blend_ps(keep, masked, x);
+        return _mm512_set1_ps(ATTN4J_REPLACE_ZERO_LOGIT);
+    if (convention == ATTN4J_MASK_REPLACE)
+        return _mm512_set1_ps(ATTN4J_REPLACE_LOGIT);
+    return _mm512_sub_ps(v, _mm512_set1_ps(ATTN4J_SUBTRACT_BIAS));
 }
 
-/* Pass 1: logits in place, returns their max. `convention` and `has_mask` are
- * constants at every call site, so each combination gets its own loop. */
-ALWAYS_INLINE float pass_logits(float *row, const uint8_t *mask_row, int64_t tv, int64_t keep_end,
-                                float scale, int32_t convention, int has_mask)
+/* The logits of the chunk at j from v = scale * scores. */
+ALWAYS_INLINE __m512 logit16(__m512 v, const uint8_t *m1, const uint8_t *m2, int64_t j, __mmask16 valid,
+                             int64_t lo, int64_t hi, int32_t convention, int nmasks, int masking)
 {
-    const __m512 vscale = _mm512_set1_ps(scale);
-    __m512 vmax = _mm512_set1_ps(-INFINITY);
-    int64_t j = 0;
-    for (; j + W <= tv; j += W) {
-        const __mmask16 keep = keep_lanes(mask_row, j, 0xFFFF, keep_end, has_mask);
-        const __m512 l = logit16(_mm512_mul_ps(_mm512_loadu_ps(row + j), vscale), keep, convention);
-        _mm512_storeu_ps(row + j, l);
-        vmax = _mm512_max_ps(vmax, l);
-    }
-    if (j < tv) {
-        const __mmask16 tail = lanes_below(tv - j);
-        const __mmask16 keep = keep_lanes(mask_row, j, tail, keep_end, has_mask);
-        const __m512 l = logit16(_mm512_mul_ps(_mm512_maskz_loadu_ps(tail, row + j), vscale), keep, convention);
-        _mm512_mask_storeu_ps(row + j, tail, l);
-        vmax = _mm512_mask_max_ps(vmax, tail, vmax, l);
-    }
-    return _mm512_reduce_max_ps(vmax);
+    if (!masking)
+        return v;
+    return _mm512_mask_blend_ps(keep_lanes(m1, m2, j, valid, lo, hi, nmasks), masked16(v, convention), v);
+}
+
+/* e / s, and for REPLACE_ZERO +0 (maskz) where the chunk is masked. */
+ALWAYS_INLINE __m512 normalise16(__m512 e, __m512 vs, const uint8_t *m1, const uint8_t *m2, int64_t j,
+                                 __mmask16 valid, int64_t lo, int64_t hi, int32_t convention, int nmasks,
+                                 int masking)
+{
+    if (convention == ATTN4J_MASK_REPLACE_ZERO && masking)
+        return _mm512_maskz_div_ps(keep_lanes(m1, m2, j, valid, lo, hi, nmasks), e, vs);
+    return _mm512_div_ps(e, vs);
 }
 
 ALWAYS_INLINE __m512d widen_hi(__m512 e)
@@ -111,92 +77,102 @@ ALWAYS_INLINE __m512d widen_hi(__m512 e)
     return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1)));
 }
 
-/* Pass 2: e = exp(logit - max) in place, returns sum(e) accumulated in double. */
-ALWAYS_INLINE double pass_exp(float *row, int64_t tv, float mx)
+/* The row kernel; `convention`, `nmasks` (byte masks present: 0, 1, 2) and
+ * `masking` (any keep test at all: byte masks or a narrower range) are constants
+ * at every call site, so each combination gets its own loops. */
+ALWAYS_INLINE float row_impl(float *x, const uint8_t *m1, const uint8_t *m2, int64_t n, int64_t lo,
+                             int64_t hi, int64_t n_const, float scale, int32_t convention, int nmasks,
+                             int masking)
 {
+    const int64_t body = n - n % W;
+    const __mmask16 tail = v16_lanes_below(n - body);
+
+    /* Pass 1: logits, and their max. */
+    const __m512 vscale = _mm512_set1_ps(scale);
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < body; j += W) {
+        const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + j), vscale);
+        const __m512 l = logit16(v, m1, m2, j, 0xFFFF, lo, hi, convention, nmasks, masking);
+        _mm512_storeu_ps(x + j, l);
+        vmax = _mm512_max_ps(vmax, l);
+    }
+    __m512 t = _mm512_setzero_ps(); /* the tail, kept in this register */
+    if (tail != 0) {
+        const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, x + body), vscale);
+        t = logit16(v, m1, m2, body, tail, lo, hi, convention, nmasks, masking);
+        vmax = _mm512_mask_max_ps(vmax, tail, vmax, t);
+    }
+    float mx = _mm512_reduce_max_ps(vmax);
+    const float c = convention == ATTN4J_MASK_REPLACE_ZERO ? ATTN4J_REPLACE_ZERO_LOGIT : ATTN4J_REPLACE_LOGIT;
+    if (n_const > 0)
+        mx = c > mx ? c : mx;
+
+    /* Pass 2: e = exp(logit - max), summed in double. */
     const __m512 vmx = _mm512_set1_ps(mx);
     __m512d acc_lo = _mm512_setzero_pd(), acc_hi = _mm512_setzero_pd();
-    int64_t j = 0;
-    for (; j + W <= tv; j += W) {
-        const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(row + j), vmx));
-        _mm512_storeu_ps(row + j, e);
+    for (int64_t j = 0; j < body; j += W) {
+        const __m512 e = v16_exp(_mm512_sub_ps(_mm512_loadu_ps(x + j), vmx));
+        _mm512_storeu_ps(x + j, e);
         acc_lo = _mm512_add_pd(acc_lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
         acc_hi = _mm512_add_pd(acc_hi, widen_hi(e));
     }
-    if (j < tv) {
-        const __mmask16 tail = lanes_below(tv - j);
-        const __m512 e = _mm512_maskz_mov_ps(
-            tail, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, row + j), vmx)));
-        _mm512_mask_storeu_ps(row + j, tail, e);
-        acc_lo = _mm512_add_pd(acc_lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
-        acc_hi = _mm512_add_pd(acc_hi, widen_hi(e));
+    if (tail != 0) {
+        t = _mm512_maskz_mov_ps(tail, v16_exp(_mm512_sub_ps(t, vmx)));
+        acc_lo = _mm512_add_pd(acc_lo, _mm512_cvtps_pd(_mm512_castps512_ps256(t)));
+        acc_hi = _mm512_add_pd(acc_hi, widen_hi(t));
     }
-    return _mm512_reduce_add_pd(_mm512_add_pd(acc_lo, acc_hi));
+    double sum = _mm512_reduce_add_pd(_mm512_add_pd(acc_lo, acc_hi));
+    float e_c = 0.0f;
+    if (n_const > 0) {
+        e_c = _mm512_cvtss_f32(v16_exp(_mm512_set1_ps(c - mx)));
+        sum += (double)n_const * (double)e_c;
+    }
+
+    /* Pass 3: e / sum; the tail's only store. */
+    const float s = (float)sum;
+    const __m512 vs = _mm512_set1_ps(s);
+    for (int64_t j = 0; j < body; j += W) {
+        const __m512 y = normalise16(_mm512_loadu_ps(x + j), vs, m1, m2, j, 0xFFFF, lo, hi, convention,
+                                     nmasks, masking);
+        _mm512_storeu_ps(x + j, y);
+    }
+    if (tail != 0)
+        v16_store_first(x + body, normalise16(t, vs, m1, m2, body, tail, lo, hi, convention, nmasks, masking),
+                        n - body);
+    /* Divide only when there are such columns: the divider is pass 3's
+     * bottleneck, and a row of one vector would pay for it. */
+    return convention == ATTN4J_MASK_REPLACE_ZERO || n_const == 0 ? 0.0f : e_c / s;
 }
 
-/* Pass 3: e / sum in place; with `zero_masked` (REPLACE_ZERO) masked columns
- * become exactly +0. */
-ALWAYS_INLINE void pass_normalise(float *row, const uint8_t *mask_row, int64_t tv, int64_t keep_end,
-                                  float sum, int zero_masked, int has_mask)
+#define ROW_CASES(conv)                                                                        \
+    do {                                                                                       \
+        if (!masking)                                                                          \
+            return row_impl(x, NULL, NULL, n, lo, hi, n_const, scale, conv, 0, 0);             \
+        if (m1 == NULL)                                                                        \
+            return row_impl(x, NULL, NULL, n, lo, hi, n_const, scale, conv, 0, 1);             \
+        if (m2 == NULL)                                                                        \
+            return row_impl(x, m1, NULL, n, lo, hi, n_const, scale, conv, 1, 1);               \
+        return row_impl(x, m1, m2, n, lo, hi, n_const, scale, conv, 2, 1);                     \
+    } while (0)
+
+float attn4j_softmax_row_avx512(float *x, const uint8_t *m1, const uint8_t *m2, int64_t n, int64_t lo,
+                                int64_t hi, int64_t n_const, float scale, int32_t convention)
 {
-    const __m512 vs = _mm512_set1_ps(sum);
-    int64_t j = 0;
-    for (; j + W <= tv; j += W) {
-        const __m512 e = _mm512_loadu_ps(row + j);
-        const __m512 y = zero_masked
-                             ? _mm512_maskz_div_ps(keep_lanes(mask_row, j, 0xFFFF, keep_end, has_mask), e, vs)
-                             : _mm512_div_ps(e, vs);
-        _mm512_storeu_ps(row + j, y);
-    }
-    if (j < tv) {
-        const __mmask16 tail = lanes_below(tv - j);
-        const __m512 e = _mm512_maskz_loadu_ps(tail, row + j);
-        const __m512 y = zero_masked
-                             ? _mm512_maskz_div_ps(keep_lanes(mask_row, j, tail, keep_end, has_mask), e, vs)
-                             : _mm512_div_ps(e, vs);
-        _mm512_mask_storeu_ps(row + j, tail, y);
-    }
-}
-
-void attn4j_row_avx512(float *row, const uint8_t *mask_row, int64_t tv, int64_t keep_end,
-                       float scale, int32_t convention)
-{
-    float mx;
-    if (mask_row != NULL) {
-        if (convention == ATTN4J_MASK_REPLACE_ZERO)
-            mx = pass_logits(row, mask_row, tv, keep_end, scale, ATTN4J_MASK_REPLACE_ZERO, 1);
-        else if (convention == ATTN4J_MASK_REPLACE)
-            mx = pass_logits(row, mask_row, tv, keep_end, scale, ATTN4J_MASK_REPLACE, 1);
-        else
-            mx = pass_logits(row, mask_row, tv, keep_end, scale, ATTN4J_MASK_SUBTRACT, 1);
-    } else {
-        if (convention == ATTN4J_MASK_REPLACE_ZERO)
-            mx = pass_logits(row, NULL, tv, keep_end, scale, ATTN4J_MASK_REPLACE_ZERO, 0);
-        else if (convention == ATTN4J_MASK_REPLACE)
-            mx = pass_logits(row, NULL, tv, keep_end, scale, ATTN4J_MASK_REPLACE, 0);
-        else
-            mx = pass_logits(row, NULL, tv, keep_end, scale, ATTN4J_MASK_SUBTRACT, 0);
-    }
-
-    const float sum = (float)pass_exp(row, tv, mx);
-
-    /* Keras zeroes masked probabilities by multiplying with the mask, so a row that
-     * is NaN (sum is NaN) stays NaN at masked positions too: no zeroing then. */
-    if (convention != ATTN4J_MASK_REPLACE_ZERO || sum != sum)
-        pass_normalise(row, NULL, tv, keep_end, sum, 0, 0);
-    else if (mask_row != NULL)
-        pass_normalise(row, mask_row, tv, keep_end, sum, 1, 1);
-    else
-        pass_normalise(row, NULL, tv, keep_end, sum, 1, 0);
+    const int masking = m1 != NULL || lo > 0 || hi < n;
+    if (convention == ATTN4J_MASK_REPLACE_ZERO)
+        ROW_CASES(ATTN4J_MASK_REPLACE_ZERO);
+    if (convention == ATTN4J_MASK_REPLACE)
+        ROW_CASES(ATTN4J_MASK_REPLACE);
+    ROW_CASES(ATTN4J_MASK_SUBTRACT);
 }
 
 void attn4j_exp_avx512(const float *x, float *y, int64_t n)
 {
     int64_t k = 0;
     for (; k + W <= n; k += W)
-        _mm512_storeu_ps(y + k, exp16(_mm512_loadu_ps(x + k)));
+        _mm512_storeu_ps(y + k, v16_exp(_mm512_loadu_ps(x + k)));
     if (k < n) {
-        const __mmask16 tail = lanes_below(n - k);
-        _mm512_mask_storeu_ps(y + k, tail, exp16(_mm512_maskz_loadu_ps(tail, x + k)));
+        const __mmask16 tail = v16_lanes_below(n - k);
+        _mm512_mask_storeu_ps(y + k, tail, v16_exp(_mm512_maskz_loadu_ps(tail, x + k)));
     }
 }

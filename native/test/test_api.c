@@ -1,6 +1,7 @@
 /*
  * test_api.c - attn4j_version, attn4j_isa (the ATTN4J_ISA rule, thread-safe first
- * call) and the argument checks of attn4j_masked_softmax_f32.
+ * call) and the argument checks of attn4j_masked_softmax_f32 and
+ * attn4j_masked_softmax_ex_f32.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -116,6 +117,19 @@ static void fill(float *x)
                   #__VA_ARGS__);                                                               \
     } while (0)
 
+/* The same for attn4j_masked_softmax_ex_f32. */
+#define CHECK_EINVAL_EX(...)                                                                   \
+    do {                                                                                       \
+        float before[N], scores[N];                                                            \
+        fill(before);                                                                          \
+        memcpy(scores, before, sizeof scores);                                                 \
+        float *s = scores;                                                                     \
+        (void)s;                                                                               \
+        CHECK_INT_EQ(attn4j_masked_softmax_ex_f32(__VA_ARGS__), ATTN4J_EINVAL);                \
+        CHECK_MSG(memcmp(scores, before, sizeof scores) == 0, "scores modified by: %s",       \
+                  #__VA_ARGS__);                                                               \
+    } while (0)
+
 static void test_invalid_arguments(void)
 {
     uint8_t mask[N];
@@ -143,6 +157,48 @@ static void test_invalid_arguments(void)
     CHECK_EINVAL(s, INT64_C(1) << 22, INT64_C(1) << 22, INT64_C(1) << 22, 1.0f, NULL, 0, 0, 1, 0, SUB);
     CHECK_EINVAL(s, 1, 1, INT64_MAX, 1.0f, NULL, 0, 0, 1, 0, SUB);
     CHECK_EINVAL(s, INT64_MAX, 1, 1, 1.0f, NULL, 0, 0, 1, 0, SUB);
+
+    /* _ex: the checks above, and its own arguments. */
+    uint8_t rows[B * TQ], cols[B * TV];
+    memset(rows, 1, sizeof rows);
+    memset(cols, 1, sizeof cols);
+    CHECK_EINVAL_EX(NULL, B, TQ, TV, 1.0f, NULL, 0, 0, 1, NULL, NULL, 1, 0, 0, SUB);
+    CHECK_EINVAL_EX(s, 0, TQ, TV, 1.0f, NULL, 0, 0, 1, NULL, NULL, 1, 0, 0, SUB);
+    CHECK_EINVAL_EX(s, B, -1, TV, 1.0f, NULL, 0, 0, 1, NULL, NULL, 1, 0, 0, SUB);
+    CHECK_EINVAL_EX(s, B, TQ, 0, 1.0f, NULL, 0, 0, 1, NULL, NULL, 1, 0, 0, SUB);
+    CHECK_EINVAL_EX(s, B, TQ, TV, 1.0f, mask, -1, TV, 1, NULL, NULL, 1, 0, 0, SUB);
+    CHECK_EINVAL_EX(s, B, TQ, TV, 1.0f, mask, TQ * TV, -1, 1, NULL, NULL, 1, 0, 0, SUB);
+    CHECK_EINVAL_EX(s, B, TQ, TV, 1.0f, mask, TQ * TV, TV, 0, NULL, NULL, 1, 0, 0, SUB);
+    CHECK_EINVAL_EX(s, B, TQ, TV, 1.0f, NULL, 0, 0, 1, rows, cols, 0, 0, 0, SUB);
+    CHECK_EINVAL_EX(s, B, TQ, TV, 1.0f, NULL, 0, 0, 1, rows, cols, -1, 0, 0, SUB);
+    /* pad_batch_div is checked also without padding masks. */
+    CHECK_EINVAL_EX(s, B, TQ, TV, 1.0f, NULL, 0, 0, 1, NULL, NULL, 0, 0, 0, SUB);
+    CHECK_EINVAL_EX(s, B, TQ, TV, 1.0f, NULL, 0, 0, 1, NULL, NULL, INT64_MIN, 0, 0, SUB);
+    CHECK_EINVAL_EX(s, B, TQ, TV, 1.0f, NULL, 0, 0, 1, rows, cols, 1, 1, -1, SUB);
+    CHECK_EINVAL_EX(s, B, TQ, TV, 1.0f, NULL, 0, 0, 1, NULL, NULL, 1, 0, INT64_MIN, SUB);
+    CHECK_EINVAL_EX(s, B, TQ, TV, 1.0f, NULL, 0, 0, 1, NULL, NULL, 1, 0, 0, 3);
+    CHECK_EINVAL_EX(s, B, TQ, TV, 1.0f, NULL, 0, 0, 1, NULL, NULL, 1, 0, 0, -1);
+    CHECK_EINVAL_EX(s, INT64_C(1) << 22, INT64_C(1) << 22, INT64_C(1) << 22, 1.0f, NULL, 0, 0, 1,
+                    NULL, NULL, 1, 0, 0, SUB);
+    CHECK_EINVAL_EX(s, 1, 1, INT64_MAX, 1.0f, NULL, 0, 0, 1, NULL, NULL, 1, 0, 0, SUB);
+
+    /* In contract, with extreme values that must not overflow anything: strides
+     * and divisors of masks that are NULL, the largest window. */
+    {
+        float sc[N];
+        fill(sc);
+        CHECK_INT_EQ(attn4j_masked_softmax_ex_f32(sc, B, TQ, TV, 1.0f, NULL, INT64_MAX, INT64_MAX,
+                                                  INT64_MAX, NULL, NULL, INT64_MAX, 1, INT64_MAX,
+                                                  ATTN4J_MASK_REPLACE_ZERO),
+                     ATTN4J_OK);
+        CHECK_MSG(sc[0] == 1.0f, "causal row 0 keeps only column 0: %g", sc[0]);
+        fill(sc);
+        CHECK_INT_EQ(attn4j_masked_softmax_ex_f32(sc, B, TQ, TV, 1.0f, mask, TQ * TV, TV, 1, rows,
+                                                  cols, INT64_MAX, 0, 1, ATTN4J_MASK_SUBTRACT),
+                     ATTN4J_OK);
+        CHECK_MSG(sc[0] == 1.0f && sc[TV + 1] == 1.0f, "window 1 keeps only the diagonal: %g %g",
+                  sc[0], sc[TV + 1]);
+    }
 
     /* In contract: OK, and something happened. */
     float scores[N];

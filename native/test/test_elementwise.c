@@ -1,6 +1,6 @@
 /*
- * test_elementwise.c - attn4j_dropout_f32 and attn4j_mul_row_mask_f32 through the
- * shared library.
+ * test_elementwise.c - attn4j_dropout_f32, attn4j_mul_row_mask_f32, attn4j_mul_f32
+ * and attn4j_mask_from_f32 through the shared library.
  *
  * Dropout is checked bit for bit against the formula of attn4j.h re-implemented
  * here in the plainest way, and against hash values computed independently (in
@@ -352,6 +352,139 @@ static void test_row_mask_invalid(void)
     CHECK(memcmp(x, before, sizeof x) == 0);
 }
 
+/* ---- mul ---------------------------------------------------------------------------------- */
+
+static void test_mul(void)
+{
+    static const int64_t sizes[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 65, 100, 1000, 4099};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; ++s) {
+        const int64_t n = sizes[s];
+        float *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
+        float *got = malloc((size_t)n * sizeof *got);
+        fill_mixed(x, n);
+        fill_mixed(y, n);
+        memcpy(got, x, (size_t)n * sizeof *x);
+        CHECK_INT_EQ(attn4j_mul_f32(got, y, n), ATTN4J_OK);
+        int64_t bad = 0;
+        for (int64_t i = 0; i < n; ++i) {
+            /* IEEE float32: 0 * inf = NaN, signed zeros, NaN propagates. */
+            const float want = x[i] * y[i];
+            if (!same_value(got[i], want) && ++bad <= 3)
+                CHECK_MSG(0, "mul n %lld: [%lld] %a * %a = %a, expected %a", (long long)n, (long long)i,
+                          (double)x[i], (double)y[i], (double)got[i], (double)want);
+        }
+        CHECK_MSG(bad == 0, "mul n %lld: %lld wrong", (long long)n, (long long)bad);
+
+        /* y is x: squares. */
+        memcpy(got, x, (size_t)n * sizeof *x);
+        CHECK_INT_EQ(attn4j_mul_f32(got, got, n), ATTN4J_OK);
+        for (int64_t i = 0; i < n; ++i)
+            CHECK_MSG(same_value(got[i], x[i] * x[i]), "square n %lld: [%lld] %a -> %a", (long long)n,
+                      (long long)i, (double)x[i], (double)got[i]);
+        free(x);
+        free(y);
+        free(got);
+    }
+
+    /* Exact cases. */
+    float a[6] = {2.0f, -0.0f, 0.0f, INFINITY, 3.0f, FLT_MAX};
+    const float b[6] = {0.5f, 5.0f, -1.0f, 0.0f, NAN, 2.0f};
+    CHECK_INT_EQ(attn4j_mul_f32(a, b, 6), ATTN4J_OK);
+    CHECK(to_bits(a[0]) == to_bits(1.0f));
+    CHECK(to_bits(a[1]) == 0x80000000u);
+    CHECK(to_bits(a[2]) == 0x80000000u);
+    CHECK(isnan(a[3]));
+    CHECK(isnan(a[4]));
+    CHECK(a[5] == INFINITY);
+}
+
+static void test_mul_invalid(void)
+{
+    enum { N = 5 };
+    float x[N], before[N], y[N] = {1, 2, 3, 4, 5};
+    fill_mixed(before, N);
+    memcpy(x, before, sizeof x);
+    CHECK_INT_EQ(attn4j_mul_f32(NULL, y, N), ATTN4J_EINVAL);
+    CHECK_INT_EQ(attn4j_mul_f32(x, NULL, N), ATTN4J_EINVAL);
+    CHECK_INT_EQ(attn4j_mul_f32(x, y, -1), ATTN4J_EINVAL);
+    CHECK_INT_EQ(attn4j_mul_f32(x, y, INT64_MIN), ATTN4J_EINVAL);
+    CHECK_INT_EQ(attn4j_mul_f32(x, y, INT64_MAX), ATTN4J_EINVAL);
+    CHECK_INT_EQ(attn4j_mul_f32(x, y, INT64_MAX / 2), ATTN4J_EINVAL);
+    CHECK(memcmp(x, before, sizeof x) == 0);
+    /* n == 0: a no-op, with or without buffers. */
+    CHECK_INT_EQ(attn4j_mul_f32(x, y, 0), ATTN4J_OK);
+    CHECK_INT_EQ(attn4j_mul_f32(NULL, NULL, 0), ATTN4J_OK);
+    CHECK(memcmp(x, before, sizeof x) == 0);
+}
+
+/* ---- mask_from ------------------------------------------------------------------------------ */
+
+/* numpy: m != 0 and m > 0.5 on float32, NaN compares unordered. */
+static void test_mask_from_values(void)
+{
+    enum { N = 19 };
+    const float m[N] = {0.0f, -0.0f, 1.0f, -1.0f, 0.5f, 0x1.000002p-1f /* next above 0.5 */,
+                        0x1.fffffep-2f /* next below 0.5 */, NAN, -NAN, INFINITY, -INFINITY,
+                        FLT_TRUE_MIN, -FLT_TRUE_MIN, 2.0f, 0.25f, FLT_MAX, -FLT_MAX, 0.75f, 1e-30f};
+    const uint8_t nonzero[N] = {0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    const uint8_t gt_half[N] = {0, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 1, 0, 1, 0};
+    uint8_t out[N];
+    memset(out, 0xAA, sizeof out);
+    CHECK_INT_EQ(attn4j_mask_from_f32(m, out, N, ATTN4J_MASKCAST_NONZERO), ATTN4J_OK);
+    for (int i = 0; i < N; ++i)
+        CHECK_MSG(out[i] == nonzero[i], "NONZERO(%a) = %d", (double)m[i], out[i]);
+    memset(out, 0xAA, sizeof out);
+    CHECK_INT_EQ(attn4j_mask_from_f32(m, out, N, ATTN4J_MASKCAST_GT_HALF), ATTN4J_OK);
+    for (int i = 0; i < N; ++i)
+        CHECK_MSG(out[i] == gt_half[i], "GT_HALF(%a) = %d", (double)m[i], out[i]);
+}
+
+static void test_mask_from_sizes(void)
+{
+    static const int64_t sizes[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 4099};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; ++s) {
+        const int64_t n = sizes[s];
+        float *m = malloc((size_t)n * sizeof *m);
+        uint8_t *out = malloc((size_t)n + 1);
+        for (int64_t i = 0; i < n; ++i) {
+            const uint64_t r = rng_next();
+            /* Masks as Keras sees them: mostly 0 and 1, some in between and odd values. */
+            m[i] = (r & 3) == 0 ? 0.0f : (r & 3) == 1 ? 1.0f : (r & 15) == 2 ? NAN : rng_uniform(-1.0f, 2.0f);
+        }
+        for (int32_t mode = 0; mode <= 1; ++mode) {
+            out[n] = 0x5C; /* a guard byte that must survive */
+            CHECK_INT_EQ(attn4j_mask_from_f32(m, out, n, mode), ATTN4J_OK);
+            int64_t bad = 0;
+            for (int64_t i = 0; i < n; ++i) {
+                const uint8_t want = mode == ATTN4J_MASKCAST_NONZERO ? (uint8_t)(m[i] != 0.0f) : (uint8_t)(m[i] > 0.5f);
+                bad += out[i] != want;
+            }
+            CHECK_MSG(bad == 0 && out[n] == 0x5C, "mask_from n %lld mode %d: %lld wrong, guard %#x",
+                      (long long)n, mode, (long long)bad, out[n]);
+        }
+        free(m);
+        free(out);
+    }
+}
+
+static void test_mask_from_invalid(void)
+{
+    enum { N = 4 };
+    const float m[N] = {0.0f, 1.0f, 0.7f, NAN};
+    uint8_t out[N] = {7, 7, 7, 7};
+    CHECK_INT_EQ(attn4j_mask_from_f32(NULL, out, N, ATTN4J_MASKCAST_NONZERO), ATTN4J_EINVAL);
+    CHECK_INT_EQ(attn4j_mask_from_f32(m, NULL, N, ATTN4J_MASKCAST_NONZERO), ATTN4J_EINVAL);
+    CHECK_INT_EQ(attn4j_mask_from_f32(m, out, -1, ATTN4J_MASKCAST_NONZERO), ATTN4J_EINVAL);
+    CHECK_INT_EQ(attn4j_mask_from_f32(m, out, INT64_MAX, ATTN4J_MASKCAST_GT_HALF), ATTN4J_EINVAL);
+    CHECK_INT_EQ(attn4j_mask_from_f32(m, out, N, 2), ATTN4J_EINVAL);
+    CHECK_INT_EQ(attn4j_mask_from_f32(m, out, N, -1), ATTN4J_EINVAL);
+    /* The mode is checked also when there is nothing to convert. */
+    CHECK_INT_EQ(attn4j_mask_from_f32(m, out, 0, 9), ATTN4J_EINVAL);
+    for (int i = 0; i < N; ++i)
+        CHECK_MSG(out[i] == 7, "out[%d] modified: %d", i, out[i]);
+    CHECK_INT_EQ(attn4j_mask_from_f32(NULL, NULL, 0, ATTN4J_MASKCAST_GT_HALF), ATTN4J_OK);
+}
+
 int main(void)
 {
     if (test_should_skip("test_elementwise"))
@@ -364,5 +497,10 @@ int main(void)
     test_dropout_invalid();
     test_row_mask();
     test_row_mask_invalid();
+    test_mul();
+    test_mul_invalid();
+    test_mask_from_values();
+    test_mask_from_sizes();
+    test_mask_from_invalid();
     return test_finish("test_elementwise");
 }

@@ -1,6 +1,7 @@
 /*
- * test_softmax.c - attn4j_masked_softmax_f32 through the shared library, against a
- * double-precision reference written here from the contract in attn4j.h.
+ * test_softmax.c - attn4j_masked_softmax_f32 and attn4j_masked_softmax_ex_f32
+ * through the shared library, against a double-precision reference written here
+ * from the contract in attn4j.h.
  *
  * Tolerance. The reference rounds to float exactly where the contract's float32
  * operations round (scale*s, x - 1e9f, logit - max), so those steps must agree
@@ -57,24 +58,51 @@ static uint8_t rng_mask_byte(void)
 
 /* ---- One call and its reference --------------------------------------------------- */
 
+/* One call. `ex` selects attn4j_masked_softmax_ex_f32; without it row_mask and
+ * col_mask must be NULL, pad_batch_div 1 and window 0 (attn4j_masked_softmax_f32
+ * has no such arguments). */
 struct call {
     int64_t batch, tq, tv;
     float scale;
     const uint8_t *mask;
     int64_t mask_batch_stride, mask_row_stride, mask_batch_div;
-    int32_t causal, convention;
+    const uint8_t *row_mask, *col_mask;
+    int64_t pad_batch_div;
+    int32_t causal;
+    int64_t window;
+    int32_t convention;
+    int ex;
 };
 
-static char case_name[256];
+static char case_name[384];
 
+/* keep(b, i, j) of attn4j.h, one source at a time. */
 static int kept(const struct call *c, int64_t b, int64_t i, int64_t j)
 {
     if (c->causal && j > i)
         return 0;
+    if (c->window > 0 && (i - j >= c->window || j - i >= c->window))
+        return 0;
     if (c->mask != NULL &&
         c->mask[(b / c->mask_batch_div) * c->mask_batch_stride + i * c->mask_row_stride + j] == 0)
         return 0;
+    if (c->row_mask != NULL && c->row_mask[(b / c->pad_batch_div) * c->tq + i] == 0)
+        return 0;
+    if (c->col_mask != NULL && c->col_mask[(b / c->pad_batch_div) * c->tv + j] == 0)
+        return 0;
     return 1;
+}
+
+static int call_library(const struct call *c, float *scores)
+{
+    if (c->ex)
+        return attn4j_masked_softmax_ex_f32(scores, c->batch, c->tq, c->tv, c->scale, c->mask,
+                                            c->mask_batch_stride, c->mask_row_stride,
+                                            c->mask_batch_div, c->row_mask, c->col_mask,
+                                            c->pad_batch_div, c->causal, c->window, c->convention);
+    return attn4j_masked_softmax_f32(scores, c->batch, c->tq, c->tv, c->scale, c->mask,
+                                     c->mask_batch_stride, c->mask_row_stride, c->mask_batch_div,
+                                     c->causal, c->convention);
 }
 
 /* The contract of attn4j.h, step by step. */
@@ -110,8 +138,9 @@ static void reference(const struct call *c, const float *scores, double *out)
             }
             for (int64_t j = 0; j < c->tv; ++j) {
                 o[j] /= sum;
+                /* Keras: where(mask, outputs, 0), so +0 even where the row is NaN. */
                 if (c->convention == ATTN4J_MASK_REPLACE_ZERO && !kept(c, b, i, j))
-                    o[j] *= 0.0; /* Keras multiplies by the mask: NaN stays NaN */
+                    o[j] = 0.0;
             }
         }
     }
@@ -124,9 +153,7 @@ static void run_and_compare(const struct call *c, const float *scores, float *go
 {
     const int64_t n = c->batch * c->tq * c->tv;
     memcpy(got, scores, (size_t)n * sizeof *got);
-    const int rc = attn4j_masked_softmax_f32(got, c->batch, c->tq, c->tv, c->scale, c->mask,
-                                             c->mask_batch_stride, c->mask_row_stride,
-                                             c->mask_batch_div, c->causal, c->convention);
+    const int rc = call_library(c, got);
     CHECK_MSG(rc == ATTN4J_OK, "%s: rc %d", case_name, rc);
     reference(c, scores, want);
 
@@ -137,6 +164,13 @@ static void run_and_compare(const struct call *c, const float *scores, float *go
         double sum_got = 0.0, sum_want = 0.0;
         int nan_row = 0;
         for (int64_t j = 0; j < c->tv; ++j) {
+            /* REPLACE_ZERO: a masked position is exactly +0, in NaN rows too. */
+            if (c->convention == ATTN4J_MASK_REPLACE_ZERO && !kept(c, b, i, j)) {
+                const float zero = 0.0f;
+                CHECK_MSG(memcmp(&g[j], &zero, sizeof zero) == 0,
+                          "%s: [%lld,%lld,%lld] masked = %a, expected +0", case_name,
+                          (long long)b, (long long)i, (long long)j, (double)g[j]);
+            }
             if (isnan(w[j])) {
                 nan_row = 1;
                 CHECK_MSG(isnan(g[j]), "%s: [%lld,%lld,%lld] = %.9g, expected NaN", case_name,
@@ -147,12 +181,6 @@ static void run_and_compare(const struct call *c, const float *scores, float *go
                       "%s: [%lld,%lld,%lld] = %.9g, expected %.9g (rel err %.3g)", case_name,
                       (long long)b, (long long)i, (long long)j, (double)g[j], w[j],
                       w[j] != 0.0 ? fabs((double)g[j] - w[j]) / w[j] : (double)g[j]);
-            if (c->convention == ATTN4J_MASK_REPLACE_ZERO && !kept(c, b, i, j)) {
-                const float zero = 0.0f;
-                CHECK_MSG(memcmp(&g[j], &zero, sizeof zero) == 0,
-                          "%s: [%lld,%lld,%lld] masked = %a, expected +0", case_name,
-                          (long long)b, (long long)i, (long long)j, (double)g[j]);
-            }
             sum_got += g[j];
             sum_want += w[j];
         }
@@ -349,13 +377,18 @@ static void test_fully_masked(void)
 
 /* ---- NaN and infinities --------------------------------------------------------------- */
 
-/* A NaN row is NaN everywhere, masked columns included: Keras zeroes masked
- * probabilities by multiplying with the mask, and NaN * 0 is NaN. */
-static int row_all_nan(const float *g, int64_t tv)
+/* A NaN row (row i of batch 0) is NaN at every column, except under REPLACE_ZERO
+ * at its masked columns, which are exactly +0: Keras zeroes them with
+ * where(mask, outputs, 0), which does not look at the NaN. */
+static int row_nan(const struct call *c, int64_t i, const float *g)
 {
-    for (int64_t j = 0; j < tv; ++j) {
-        if (!isnan(g[j]))
+    for (int64_t j = 0; j < c->tv; ++j) {
+        if (c->convention == ATTN4J_MASK_REPLACE_ZERO && !kept(c, 0, i, j)) {
+            if (g[j] != 0.0f || signbit(g[j]))
+                return 0;
+        } else if (!isnan(g[j])) {
             return 0;
+        }
     }
     return 1;
 }
@@ -370,7 +403,7 @@ static int row_finite(const float *g, int64_t tv)
 
 /*
  * Row 0: a special value at a kept column; row 1: at a masked column; row 2: none.
- * NaN: a kept NaN makes its row NaN (REPLACE_ZERO masked columns too: NaN * 0); a
+ * NaN: a kept NaN makes its row NaN (but REPLACE_ZERO's masked columns are +0); a
  * masked NaN leaks under SUBTRACT (NaN - 1e9 is NaN, as in Keras) but not under
  * REPLACE / REPLACE_ZERO, which overwrite the logit. Infinities follow IEEE the
  * same way; all of it must match the reference and nothing may crash.
@@ -410,14 +443,14 @@ static void test_special_values(void)
                     continue;
                 const float *row0 = got, *row1 = got + tv, *row2 = got + 2 * tv;
                 if (sp == 0) {
-                    CHECK_MSG(row_all_nan(row0, c.tv), "%s: row 0", case_name);
+                    CHECK_MSG(row_nan(&c, 0, row0), "%s: row 0", case_name);
                     if (conv == ATTN4J_MASK_SUBTRACT)
-                        CHECK_MSG(row_all_nan(row1, c.tv), "%s: row 1", case_name);
+                        CHECK_MSG(row_nan(&c, 1, row1), "%s: row 1", case_name);
                     else
                         CHECK_MSG(row_finite(row1, tv), "%s: masked NaN leaked into row 1", case_name);
                 } else if (sp == 1) {
                     /* +inf - +inf = NaN. */
-                    CHECK_MSG(row_all_nan(row0, c.tv), "%s: row 0", case_name);
+                    CHECK_MSG(row_nan(&c, 0, row0), "%s: row 0", case_name);
                     if (conv != ATTN4J_MASK_SUBTRACT)
                         CHECK_MSG(row_finite(row1, tv), "%s: masked +inf leaked into row 1", case_name);
                 } else {
@@ -480,6 +513,300 @@ static void test_causal_boundary(void)
     }
 }
 
+
+/* ---- attn4j_masked_softmax_ex_f32: every mask source at once ------------------------ */
+
+/* A padding mask of ceil(batch / div) sequences of `len` bytes, exactly as many
+ * bytes as the contract addresses (AddressSanitizer catches a read past them); a
+ * quarter of the bytes 0, and with `mask_last` the whole last sequence. */
+static uint8_t *make_pad(int64_t batch, int64_t div, int64_t len, int mask_last)
+{
+    const int64_t seqs = (batch - 1) / div + 1;
+    uint8_t *m = malloc((size_t)(seqs * len));
+    for (int64_t k = 0; k < seqs * len; ++k)
+        m[k] = rng_mask_byte();
+    if (mask_last)
+        memset(m + (seqs - 1) * len, 0, (size_t)len);
+    return m;
+}
+
+/* 1, 2, 3 around the diagonal; "large" covers every column (the range code's
+ * clamping), INT64_MAX must not overflow anything. */
+static const int64_t windows[] = {0, 1, 2, 3, -1 /* tq + tv */, INT64_MAX};
+
+static void ex_case(int64_t batch, int64_t tq, int64_t tv, int64_t window, int32_t conv, int pads)
+{
+    static const float scales[] = {1.0f, 0.125f, 0.35355339f};
+    const int64_t n = batch * tq * tv;
+    float *scores = malloc((size_t)n * sizeof *scores);
+    float *got = malloc((size_t)n * sizeof *got);
+    double *want = malloc((size_t)n * sizeof *want);
+
+    const uint64_t r = rng_next() >> 8;
+    struct call c = {.batch = batch, .tq = tq, .tv = tv, .scale = scales[r % 3],
+                     .causal = (int32_t)((r >> 2) & 1), .window = window < 0 ? tq + tv : window,
+                     .convention = conv, .ex = 1};
+    const int layout = (int)((r >> 3) % MASK_LAYOUTS);
+    uint8_t *mask = make_mask(&c, (enum mask_layout)layout);
+    c.pad_batch_div = 1 + (int64_t)((r >> 8) % 4); /* 4 does not divide the batch */
+    uint8_t *rows = (pads & 1) ? make_pad(batch, c.pad_batch_div, tq, (r >> 12) % 4 == 0) : NULL;
+    uint8_t *cols = (pads & 2) ? make_pad(batch, c.pad_batch_div, tv, (r >> 14) % 4 == 0) : NULL;
+    c.row_mask = rows;
+    c.col_mask = cols;
+    const float range = (r >> 16) % 4 == 0 ? 90.0f : 8.0f;
+    for (int64_t k = 0; k < n; ++k)
+        scores[k] = rng_uniform(-range, range);
+    snprintf(case_name, sizeof case_name,
+             "ex batch %lld tq %lld tv %lld mask %s div %lld rows %s cols %s pad div %lld causal %d "
+             "window %lld %s scale %g range %g",
+             (long long)batch, (long long)tq, (long long)tv, layout_names[layout],
+             (long long)c.mask_batch_div, rows ? "yes" : "no", cols ? "yes" : "no",
+             (long long)c.pad_batch_div, c.causal, (long long)c.window, conv_names[conv],
+             (double)c.scale, (double)range);
+    run_and_compare(&c, scores, got, want);
+    free(mask);
+    free(rows);
+    free(cols);
+    free(scores);
+    free(got);
+    free(want);
+}
+
+static void test_ex_sweep(void)
+{
+    static const int64_t tvs[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 49, 100};
+    for (size_t t = 0; t < sizeof tvs / sizeof tvs[0]; ++t) {
+        const int64_t tv = tvs[t];
+        const int64_t batch = tv <= 49 ? 6 : 3;
+        const int64_t tqs[] = {tv > 1 ? (tv + 1) / 2 : 1, tv, tv + 3};
+        for (int q = 0; q < 3; ++q)
+            for (size_t w = 0; w < sizeof windows / sizeof windows[0]; ++w)
+                for (int32_t conv = 0; conv <= 2; ++conv)
+                    for (int pads = 0; pads < 4; ++pads)
+                        ex_case(batch, tqs[q], tv, windows[w], conv, pads);
+    }
+    /* Long rows with short windows: most of each row outside the range. */
+    for (int32_t conv = 0; conv <= 2; ++conv) {
+        ex_case(2, 5, 1000, 3, conv, 3);
+        ex_case(1, 3, 4099, 17, conv, 2);
+        ex_case(1, 4, 4099, INT64_MAX, conv, 1);
+    }
+}
+
+/* The combined mask of a call, materialised as (batch, tq, tv) bytes. */
+static uint8_t *materialise(const struct call *c)
+{
+    uint8_t *m = malloc((size_t)(c->batch * c->tq * c->tv));
+    for (int64_t b = 0; b < c->batch; ++b)
+        for (int64_t i = 0; i < c->tq; ++i)
+            for (int64_t j = 0; j < c->tv; ++j)
+                m[(b * c->tq + i) * c->tv + j] = (uint8_t)kept(c, b, i, j);
+    return m;
+}
+
+static int64_t ulps(float a, float b)
+{
+    int32_t ia, ib;
+    memcpy(&ia, &a, sizeof ia);
+    memcpy(&ib, &b, sizeof ib);
+    const int64_t oa = ia < 0 ? (int64_t)INT32_MIN - ia : ia, ob = ib < 0 ? (int64_t)INT32_MIN - ib : ib;
+    return oa > ob ? oa - ob : ob - oa;
+}
+
+/*
+ * The library against itself: (1) attn4j_masked_softmax_f32 is
+ * attn4j_masked_softmax_ex_f32 without the extra sources, bit for bit; (2) _ex
+ * with all five sources against attn4j_masked_softmax_f32 given the combined mask
+ * as one (batch, tq, tv) mask: the same logits, so SUBTRACT (whose passes are the
+ * same) agrees bit for bit, and REPLACE / REPLACE_ZERO, whose columns outside the
+ * causal / window range are summed in another order, within 2 ulp.
+ */
+static void test_ex_equivalence(void)
+{
+    static const int64_t tvs[] = {5, 8, 16, 17, 40};
+    for (size_t t = 0; t < sizeof tvs / sizeof tvs[0]; ++t) {
+        const int64_t tv = tvs[t], tq = tv + 1, batch = 4, n = batch * tq * tv;
+        float *scores = malloc((size_t)n * sizeof *scores);
+        float *a = malloc((size_t)n * sizeof *a), *b = malloc((size_t)n * sizeof *b);
+        for (int64_t k = 0; k < n; ++k)
+            scores[k] = rng_uniform(-8.0f, 8.0f);
+        for (int32_t conv = 0; conv <= 2; ++conv) {
+            for (int causal = 0; causal <= 1; ++causal) {
+                struct call c = {.batch = batch, .tq = tq, .tv = tv, .scale = 0.25f,
+                                 .causal = causal, .convention = conv};
+                uint8_t *mask = make_mask(&c, MASK_HEADS);
+                memcpy(a, scores, (size_t)n * sizeof *a);
+                memcpy(b, scores, (size_t)n * sizeof *b);
+                CHECK_INT_EQ(call_library(&c, a), ATTN4J_OK);
+                c.ex = 1;
+                c.pad_batch_div = 1;
+                CHECK_INT_EQ(call_library(&c, b), ATTN4J_OK);
+                CHECK_MSG(memcmp(a, b, (size_t)n * sizeof *a) == 0, "tv %lld %s causal %d: _f32 != _ex_f32",
+                          (long long)tv, conv_names[conv], causal);
+
+                uint8_t *rows = make_pad(batch, 2, tq, 0), *cols = make_pad(batch, 2, tv, 1);
+                c.row_mask = rows;
+                c.col_mask = cols;
+                c.pad_batch_div = 2;
+                c.window = 2 + causal;
+                memcpy(b, scores, (size_t)n * sizeof *b);
+                CHECK_INT_EQ(call_library(&c, b), ATTN4J_OK);
+                uint8_t *combined = materialise(&c);
+                struct call d = {.batch = batch, .tq = tq, .tv = tv, .scale = 0.25f, .mask = combined,
+                                 .mask_batch_stride = tq * tv, .mask_row_stride = tv,
+                                 .mask_batch_div = 1, .convention = conv};
+                memcpy(a, scores, (size_t)n * sizeof *a);
+                CHECK_INT_EQ(call_library(&d, a), ATTN4J_OK);
+                const int64_t tol = conv == ATTN4J_MASK_SUBTRACT ? 0 : 2;
+                int64_t worst = 0;
+                for (int64_t k = 0; k < n; ++k) {
+                    const int64_t u = ulps(a[k], b[k]);
+                    worst = u > worst ? u : worst;
+                }
+                CHECK_MSG(worst <= tol, "tv %lld %s causal %d: all sources vs combined mask: %lld ulp",
+                          (long long)tv, conv_names[conv], causal, (long long)worst);
+                free(combined);
+                free(rows);
+                free(cols);
+                free(mask);
+            }
+        }
+        free(scores);
+        free(a);
+        free(b);
+    }
+}
+
+/* With all logits equal, row i is uniform over the columns its window (and
+ * causality) keep and exactly 0 elsewhere; a row they leave empty is all +0
+ * (REPLACE_ZERO) or uniform over every column (SUBTRACT: all logits round to
+ * -1e9; REPLACE: all are the same constant). Checks the range arithmetic exactly,
+ * also for rows past tv (tq > tv). */
+static void test_window_boundary(void)
+{
+    static const int64_t tvs[] = {3, 8, 16, 17, 40};
+    static const int64_t wins[] = {1, 2, 3, 5, 100, INT64_MAX};
+    for (size_t t = 0; t < sizeof tvs / sizeof tvs[0]; ++t) {
+        const int64_t tv = tvs[t], tq = tv + 4;
+        float *scores = malloc((size_t)(tq * tv) * sizeof *scores);
+        for (size_t w = 0; w < sizeof wins / sizeof wins[0]; ++w) {
+            for (int causal = 0; causal <= 1; ++causal) {
+                for (int32_t conv = 0; conv <= 2; ++conv) {
+                    const int64_t window = wins[w];
+                    for (int64_t k = 0; k < tq * tv; ++k)
+                        scores[k] = 0.5f;
+                    CHECK_INT_EQ(attn4j_masked_softmax_ex_f32(scores, 1, tq, tv, 1.0f, NULL, 0, 0, 1, NULL,
+                                                              NULL, 1, causal, window, conv),
+                                 ATTN4J_OK);
+                    for (int64_t i = 0; i < tq; ++i) {
+                        int64_t count = 0;
+                        for (int64_t j = 0; j < tv; ++j)
+                            count += (!causal || j <= i) && (i - j < window && j - i < window);
+                        for (int64_t j = 0; j < tv; ++j) {
+                            const int keep = (!causal || j <= i) && (i - j < window && j - i < window);
+                            float expect;
+                            if (count > 0)
+                                expect = keep ? 1.0f / (float)count : 0.0f;
+                            else
+                                expect = conv == ATTN4J_MASK_REPLACE_ZERO ? 0.0f : 1.0f / (float)tv;
+                            CHECK_MSG(scores[i * tv + j] == expect,
+                                      "window %lld causal %d tv %lld %s [%lld,%lld] = %a, expected %a",
+                                      (long long)window, causal, (long long)tv, conv_names[conv],
+                                      (long long)i, (long long)j, (double)scores[i * tv + j],
+                                      (double)expect);
+                        }
+                    }
+                }
+            }
+        }
+        free(scores);
+    }
+}
+
+/* Rows whose row_mask byte is 0, with NaN and inf scores in them: REPLACE_ZERO
+ * gives +0 and REPLACE the uniform 1/tv whatever the scores (both replace every
+ * logit of the row); SUBTRACT keeps x - 1e9, so NaN and inf show through as in
+ * Keras. The other rows are untouched by them. */
+static void test_masked_rows_special(void)
+{
+    static const int64_t tvs[] = {1, 7, 8, 9, 16, 17, 33};
+    static const float specials[] = {NAN, INFINITY, -INFINITY};
+    for (size_t t = 0; t < sizeof tvs / sizeof tvs[0]; ++t) {
+        const int64_t tv = tvs[t], tq = 3, batch = 2, n = batch * tq * tv;
+        float *scores = malloc((size_t)n * sizeof *scores);
+        float *got = malloc((size_t)n * sizeof *got);
+        double *want = malloc((size_t)n * sizeof *want);
+        const uint8_t rows[] = {1, 0, 1}; /* one sequence shared by both batches */
+        for (size_t sp = 0; sp < sizeof specials / sizeof specials[0]; ++sp) {
+            for (int32_t conv = 0; conv <= 2; ++conv) {
+                for (int64_t k = 0; k < n; ++k)
+                    scores[k] = rng_uniform(-4.0f, 4.0f);
+                for (int64_t b = 0; b < batch; ++b)
+                    scores[(b * tq + 1) * tv + tv / 2] = specials[sp];
+                struct call c = {.batch = batch, .tq = tq, .tv = tv, .scale = 1.0f,
+                                 .mask_batch_div = 1, .row_mask = rows, .pad_batch_div = 2,
+                                 .convention = conv, .ex = 1};
+                snprintf(case_name, sizeof case_name, "masked row with %g tv %lld %s",
+                         (double)specials[sp], (long long)tv, conv_names[conv]);
+                run_and_compare(&c, scores, got, want);
+                for (int64_t b = 0; b < batch; ++b) {
+                    const float *row = got + (b * tq + 1) * tv;
+                    for (int64_t j = 0; j < tv; ++j) {
+                        if (conv == ATTN4J_MASK_REPLACE_ZERO)
+                            CHECK_MSG(row[j] == 0.0f && !signbit(row[j]), "%s: [%lld] = %a", case_name,
+                                      (long long)j, (double)row[j]);
+                        else if (conv == ATTN4J_MASK_REPLACE)
+                            CHECK_MSG(row[j] == 1.0f / (float)tv, "%s: [%lld] = %a", case_name,
+                                      (long long)j, (double)row[j]);
+                    }
+                    CHECK_MSG(row_finite(got + b * tq * tv, tv) && row_finite(got + (b * tq + 2) * tv, tv),
+                              "%s: kept rows of batch %lld not finite", case_name, (long long)b);
+                }
+            }
+        }
+        free(scores);
+        free(got);
+        free(want);
+    }
+}
+
+/* Causal / windowed rows whose kept logits all lie below the masked constant:
+ * -inf (REPLACE: the masked columns carry the row, uniform among themselves) and
+ * below -1e9 (REPLACE_ZERO: e of the kept columns is 0, the row all +0). The
+ * skipped masked columns must take part in the max, not only in the sum. */
+static void test_kept_below_masked(void)
+{
+    static const int64_t tvs[] = {5, 8, 16, 17, 40};
+    static const float lows[] = {-INFINITY, -3e9f, -1.5e9f};
+    for (size_t t = 0; t < sizeof tvs / sizeof tvs[0]; ++t) {
+        const int64_t tv = tvs[t], tq = tv, n = tq * tv;
+        float *scores = malloc((size_t)n * sizeof *scores);
+        float *got = malloc((size_t)n * sizeof *got);
+        double *want = malloc((size_t)n * sizeof *want);
+        for (size_t l = 0; l < sizeof lows / sizeof lows[0]; ++l) {
+            for (int32_t conv = 0; conv <= 2; ++conv) {
+                for (int64_t k = 0; k < n; ++k)
+                    scores[k] = lows[l];
+                struct call c = {.batch = 1, .tq = tq, .tv = tv, .scale = 1.0f, .mask_batch_div = 1,
+                                 .pad_batch_div = 1, .causal = 1, .window = 3, .convention = conv, .ex = 1};
+                snprintf(case_name, sizeof case_name, "kept logits %g, causal window 3, tv %lld %s",
+                         (double)lows[l], (long long)tv, conv_names[conv]);
+                run_and_compare(&c, scores, got, want);
+                if (conv == ATTN4J_MASK_REPLACE && lows[l] == -INFINITY) {
+                    /* Row tv-1 keeps 3 columns, masks tv-3: each masked one 1/(tv-3). */
+                    const float *row = got + (tq - 1) * tv;
+                    for (int64_t j = 0; j + 3 < tv; ++j)
+                        CHECK_MSG(row[j] == 1.0f / (float)(tv - 3), "%s: [%lld] = %a", case_name,
+                                  (long long)j, (double)row[j]);
+                }
+            }
+        }
+        free(scores);
+        free(got);
+        free(want);
+    }
+}
+
 int main(void)
 {
     if (test_should_skip("test_softmax"))
@@ -488,5 +815,10 @@ int main(void)
     test_fully_masked();
     test_special_values();
     test_causal_boundary();
+    test_ex_sweep();
+    test_ex_equivalence();
+    test_window_boundary();
+    test_masked_rows_special();
+    test_kept_below_masked();
     return test_finish("test_softmax");
 }

@@ -15,8 +15,9 @@ public enum MaskConvention {
     SUBTRACT,
     /**
      * {@code keras.layers.Softmax} (the multi-head layers' einsum path): a masked logit
-     * is replaced by {@code -1e9} and its probability is set to 0 after the softmax. A
-     * fully masked row is all zeros.
+     * is replaced by {@code -1e9} and its probability is set to 0 after the softmax
+     * ({@code where(mask, p, 0)}, also in a row made NaN by a kept NaN). A fully masked
+     * row is all zeros.
      */
     REPLACE_THEN_ZERO,
     /**

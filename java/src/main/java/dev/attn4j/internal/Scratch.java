@@ -24,6 +24,39 @@ public final class Scratch {
         return LOCAL.get().bytes(count * Float.BYTES);
     }
 
+    /**
+     * This thread's scratch block of at least {@code bytes} bytes, to be cut into several
+     * 64-byte aligned regions with {@link Carver}.
+     */
+    public static Carver carver(long bytes) {
+        return new Carver(LOCAL.get().bytes(bytes));
+    }
+
+    /** Bytes a region of {@code bytes} takes in a {@link Carver}, alignment included. */
+    public static long regionSize(long bytes) {
+        return (bytes + 63) & ~63L;
+    }
+
+    /** Cuts consecutive aligned regions out of one scratch block. */
+    public static final class Carver {
+        private final MemorySegment block;
+        private long offset;
+
+        private Carver(MemorySegment block) {
+            this.block = block;
+        }
+
+        public MemorySegment floats(long count) {
+            return bytes(count * Float.BYTES);
+        }
+
+        public MemorySegment bytes(long size) {
+            MemorySegment s = block.asSlice(offset, size);
+            offset += regionSize(size);
+            return s;
+        }
+    }
+
     private MemorySegment bytes(long size) {
         if (block.byteSize() < size) {
             long grown = Math.max(size, block.byteSize() + block.byteSize() / 2);

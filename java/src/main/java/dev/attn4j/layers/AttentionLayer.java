@@ -34,8 +34,15 @@ import java.util.concurrent.atomic.AtomicLong;
  */
 public abstract class AttentionLayer implements AutoCloseable {
 
-    /** A weight to create at build: Keras name, shape and initial values. */
-    record WeightSpec(String name, long[] shape, float[] initial) {}
+    /**
+     * A weight to create at build: Keras variable name ("kernel"), path below the layer
+     * name ("query/kernel"), shape and initial values.
+     */
+    record WeightSpec(String name, String path, long[] shape, float[] initial) {
+        WeightSpec(String name, long[] shape, float[] initial) {
+            this(name, name, shape, initial);
+        }
+    }
 
     private final String name;
     private final boolean trainable;
@@ -127,7 +134,7 @@ public abstract class AttentionLayer implements AutoCloseable {
                 }
                 MemorySegment storage = arena.allocate(Math.max(1, size) * Float.BYTES, 64);
                 MemorySegment.copy(spec.initial(), 0, storage, ValueLayout.JAVA_FLOAT, 0, spec.initial().length);
-                created.add(new Weight(spec.name(), name + "/" + spec.name(), spec.shape(), storage));
+                created.add(new Weight(spec.name(), name + "/" + spec.path(), spec.shape(), storage));
             }
             builtShapes = new long[][] {queryShape.clone(), valueShape.clone(),
                     keyShape == null ? null : keyShape.clone()};
@@ -249,8 +256,8 @@ public abstract class AttentionLayer implements AutoCloseable {
         Plan plan = plan(action, args);
         Tensor output = Tensor.allocate(arena, plan.outputShape());
         Tensor scores = args.returnAttentionScores() ? Tensor.allocate(arena, plan.scoresShape()) : null;
-        run(plan, args, output, scores);
-        return new AttentionResult(output, scores);
+        double activityLoss = run(plan, args, output, scores);
+        return new AttentionResult(output, scores, activityLoss);
     }
 
     /** {@code call(arena, CallArgs.of(query, value)).output()}. */
@@ -292,12 +299,12 @@ public abstract class AttentionLayer implements AutoCloseable {
         }
     }
 
-    /** Validated call: shapes of the result; layer-specific detail in subclasses. */
-    record Plan(long[] outputShape, long[] scoresShape) {}
+    /** Validated call: shapes of the result, and layer-specific geometry for {@link #run}. */
+    record Plan(long[] outputShape, long[] scoresShape, Object detail) {}
 
     /** Validates the call (all of it, before any native call) and builds if needed. */
     abstract Plan plan(String action, CallArgs args);
 
-    /** Runs a validated call. */
-    abstract void run(Plan plan, CallArgs args, Tensor output, Tensor scores);
+    /** Runs a validated call; returns the activity regularization loss (0 without one). */
+    abstract double run(Plan plan, CallArgs args, Tensor output, Tensor scores);
 }

@@ -7,7 +7,16 @@ import dev.attn4j.Tensor;
  * ({@link CallArgs#withReturnAttentionScores}), the attention scores, both in the
  * arena the caller passed.
  *
- * @param output          the attention output
- * @param attentionScores the attention weights as Keras returns them, or null
+ * @param output                     the attention output
+ * @param attentionScores            the attention weights as Keras returns them, or null
+ * @param activityRegularizationLoss the penalty of the layer's activity regularizer on
+ *                                   this call's activations, as Keras adds to
+ *                                   {@code layer.losses} (0 without one)
  */
-public record AttentionResult(Tensor output, Tensor attentionScores) {}
+public record AttentionResult(Tensor output, Tensor attentionScores, double activityRegularizationLoss) {
+
+    /** A result without activity regularization. */
+    public AttentionResult(Tensor output, Tensor attentionScores) {
+        this(output, attentionScores, 0);
+    }
+}

@@ -104,4 +104,38 @@ final class Configs {
         throw new IllegalArgumentException(layer + ".fromConfig: only the float32 dtype policy is supported, but "
                 + "'dtype' is " + v);
     }
+
+    /** A positive-or-any int, or null. */
+    static Integer intOrNull(String layer, Map<String, ?> config, String key) {
+        Long v = integerOrNull(layer, config, key);
+        if (v != null && (v > Integer.MAX_VALUE || v < Integer.MIN_VALUE)) {
+            throw new IllegalArgumentException(layer + ".fromConfig: '" + key + "' is out of the int range: " + v);
+        }
+        return v == null ? null : v.intValue();
+    }
+
+    /** An int, a list of ints, or null (Keras writes tuples as lists). */
+    static long[] intTuple(String layer, Map<String, ?> config, String key) {
+        Object v = config.get(key);
+        if (v == null) {
+            return null;
+        }
+        if (v instanceof Number) {
+            return new long[] {integerOrNull(layer, config, key)};
+        }
+        if (v instanceof java.util.List<?> list) {
+            long[] out = new long[list.size()];
+            for (int i = 0; i < out.length; i++) {
+                Object e = list.get(i);
+                if (!(e instanceof Number n) || n.doubleValue() != Math.rint(n.doubleValue())) {
+                    throw new IllegalArgumentException(layer + ".fromConfig: '" + key
+                            + "' must be an int or a list of ints, but is " + v);
+                }
+                out[i] = n.longValue();
+            }
+            return out;
+        }
+        throw new IllegalArgumentException(layer + ".fromConfig: '" + key + "' must be an int or a list of ints, but is "
+                + v);
+    }
 }

@@ -7,7 +7,8 @@ import java.util.Objects;
 /** Creates attention layers from Keras class names and {@code get_config()} dictionaries. */
 public final class Layers {
     /** The Keras class names attn4j can build. */
-    public static final List<String> SUPPORTED = List.of("Attention", "AdditiveAttention");
+    public static final List<String> SUPPORTED = List.of("Attention", "AdditiveAttention", "MultiHeadAttention",
+            "GroupQueryAttention", "GroupedQueryAttention");
 
     private Layers() {}
 
@@ -21,6 +22,9 @@ public final class Layers {
         return switch (className) {
             case "Attention" -> Attention.fromConfig(config);
             case "AdditiveAttention" -> AdditiveAttention.fromConfig(config);
+            case "MultiHeadAttention" -> MultiHeadAttention.fromConfig(config);
+            // Keras exports the class GroupedQueryAttention under both names.
+            case "GroupQueryAttention", "GroupedQueryAttention" -> GroupQueryAttention.fromConfig(config);
             default -> throw new IllegalArgumentException("Layers.fromConfig: unsupported layer class '" + className
                     + "'; supported: " + SUPPORTED);
         };

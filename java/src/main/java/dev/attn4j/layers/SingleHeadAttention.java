@@ -183,11 +183,11 @@ abstract sealed class SingleHeadAttention extends AttentionLayer permits Attenti
         requireMask(action, "queryMask", args.queryMask(), queryMaskShape);
         requireMask(action, "valueMask", args.valueMask(), valueMaskShape);
         ensureBuilt(action, qs, vs, ks);
-        return new Plan(computeOutputShape(qs, vs, ks), computeAttentionScoresShape(qs, vs, ks));
+        return new Plan(computeOutputShape(qs, vs, ks), computeAttentionScoresShape(qs, vs, ks), null);
     }
 
     @Override
-    final void run(Plan plan, CallArgs args, Tensor output, Tensor scoresOut) {
+    final double run(Plan plan, CallArgs args, Tensor output, Tensor scoresOut) {
         Tensor q = args.query();
         Tensor v = args.value();
         Tensor k = args.key() != null ? args.key() : v;
@@ -220,5 +220,6 @@ abstract sealed class SingleHeadAttention extends AttentionLayer permits Attenti
         if (args.queryMask() != null) {
             backend.mulRowMask(output.segment(), (long) batch * tq, dimV, args.queryMask().segment());
         }
+        return 0;
     }
 }

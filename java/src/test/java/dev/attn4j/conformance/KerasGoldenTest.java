@@ -42,4 +42,14 @@ class KerasGoldenTest {
     Stream<DynamicTest> additiveAttention() throws IOException, URISyntaxException {
         return cases("additive_attention.json");
     }
+
+    @TestFactory
+    Stream<DynamicTest> multiHeadAttention() throws IOException, URISyntaxException {
+        return cases("multi_head_attention.json");
+    }
+
+    @TestFactory
+    Stream<DynamicTest> groupQueryAttention() throws IOException, URISyntaxException {
+        return cases("grouped_query_attention.json");
+    }
 }

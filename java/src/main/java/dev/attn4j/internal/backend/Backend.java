@@ -48,9 +48,39 @@ public interface Backend {
      * {@code (b / maskBatchDiv) * maskBatchStride + i * maskRowStride + j} is non-zero
      * (or {@code mask} is {@link MemorySegment#NULL}) and, if {@code causal}, j <= i.
      */
+    default void maskedSoftmax(MemorySegment scores, long batch, int tq, int tv, float scale,
+                               MemorySegment mask, long maskBatchStride, long maskRowStride, long maskBatchDiv,
+                               boolean causal, MaskConvention convention) {
+        maskedSoftmax(scores, batch, tq, tv, scale, mask, maskBatchStride, maskRowStride, maskBatchDiv,
+                MemorySegment.NULL, MemorySegment.NULL, 1, causal, 0, convention);
+    }
+
+    /**
+     * The softmax above with every mask source the multi-head layers AND together
+     * ({@code attn4j_masked_softmax_ex_f32}): additionally a row (query padding) mask
+     * byte at {@code (b / padBatchDiv) * tq + i}, a column (key padding) mask byte at
+     * {@code (b / padBatchDiv) * tv + j} (either may be {@link MemorySegment#NULL}), and
+     * a symmetric window {@code |i - j| < window} when {@code window > 0}.
+     */
     void maskedSoftmax(MemorySegment scores, long batch, int tq, int tv, float scale,
                        MemorySegment mask, long maskBatchStride, long maskRowStride, long maskBatchDiv,
-                       boolean causal, MaskConvention convention);
+                       MemorySegment rowMask, MemorySegment colMask, long padBatchDiv,
+                       boolean causal, long window, MaskConvention convention);
+
+    /** Activations of {@link #biasAct}, the ATTN4J_ACT_* constants of attn4j.h. */
+    enum Activation { LINEAR, SIGMOID, RELU, TANH, GELU, SILU }
+
+    /** {@code x[r, c] = act(x[r, c] + bias[c])} over x (rows, cols); bias may be {@link MemorySegment#NULL}. */
+    void biasAct(MemorySegment x, long rows, int cols, MemorySegment bias, Activation activation);
+
+    /** {@code x[i] *= y[i]} for i < n. */
+    void mul(MemorySegment x, MemorySegment y, long n);
+
+    /**
+     * A bool mask from a float one: {@code m != 0} ({@code greaterThanHalf} false, a cast
+     * to bool) or {@code m > 0.5} (keras.layers.Softmax's rule for float masks).
+     */
+    void maskFromFloat(MemorySegment m, MemorySegment out, long n, boolean greaterThanHalf);
 
     /**
      * Additive-style scores, {@code attn4j_tanh_scores_f32}: for q (batch, tq, dim) and

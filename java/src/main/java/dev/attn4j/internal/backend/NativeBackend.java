@@ -137,14 +137,38 @@ public final class NativeBackend implements Backend {
     @Override
     public void maskedSoftmax(MemorySegment scores, long batch, int tq, int tv, float scale,
                               MemorySegment mask, long maskBatchStride, long maskRowStride, long maskBatchDiv,
-                              boolean causal, MaskConvention convention) {
+                              MemorySegment rowMask, MemorySegment colMask, long padBatchDiv,
+                              boolean causal, long window, MaskConvention convention) {
         int code = switch (convention) {
             case SUBTRACT -> Kernels.maskSubtract();
             case REPLACE_THEN_ZERO -> Kernels.maskReplaceZero();
             case REPLACE -> Kernels.maskReplace();
         };
         kernels.maskedSoftmax(scores, batch, tq, tv, scale, mask, maskBatchStride, maskRowStride, maskBatchDiv,
-                causal, code);
+                rowMask, colMask, padBatchDiv, causal, window, code);
+    }
+
+    @Override
+    public void biasAct(MemorySegment x, long rows, int cols, MemorySegment bias, Activation activation) {
+        int code = switch (activation) {
+            case LINEAR -> Kernels.ACT_LINEAR;
+            case SIGMOID -> Kernels.ACT_SIGMOID;
+            case RELU -> Kernels.ACT_RELU;
+            case TANH -> Kernels.ACT_TANH;
+            case GELU -> Kernels.ACT_GELU;
+            case SILU -> Kernels.ACT_SILU;
+        };
+        kernels.biasAct(x, rows, cols, bias, code);
+    }
+
+    @Override
+    public void mul(MemorySegment x, MemorySegment y, long n) {
+        kernels.mul(x, y, n);
+    }
+
+    @Override
+    public void maskFromFloat(MemorySegment m, MemorySegment out, long n, boolean greaterThanHalf) {
+        kernels.maskFromFloat(m, out, n, greaterThanHalf);
     }
 
     @Override

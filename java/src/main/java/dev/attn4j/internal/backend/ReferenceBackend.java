@@ -55,17 +55,26 @@ public final class ReferenceBackend implements Backend {
     @Override
     public void maskedSoftmax(MemorySegment scores, long batch, int tq, int tv, float scale,
                               MemorySegment mask, long maskBatchStride, long maskRowStride, long maskBatchDiv,
-                              boolean causal, MaskConvention convention) {
+                              MemorySegment rowMask, MemorySegment colMask, long padBatchDiv,
+                              boolean causal, long window, MaskConvention convention) {
         boolean hasMask = !mask.equals(MemorySegment.NULL);
+        boolean hasRow = !rowMask.equals(MemorySegment.NULL);
+        boolean hasCol = !colMask.equals(MemorySegment.NULL);
         float[] logits = new float[tv];
         boolean[] keep = new boolean[tv];
         for (long bt = 0; bt < batch; bt++) {
             for (int i = 0; i < tq; i++) {
                 long row = (bt * tq + i) * tv;
                 long maskRow = (bt / maskBatchDiv) * maskBatchStride + (long) i * maskRowStride;
+                long pad = bt / padBatchDiv;
+                boolean rowKept = !hasRow || rowMask.get(ValueLayout.JAVA_BYTE, pad * tq + i) != 0;
                 for (int j = 0; j < tv; j++) {
                     float x = scale * scores.getAtIndex(F32, row + j);
-                    keep[j] = (!hasMask || mask.get(ValueLayout.JAVA_BYTE, maskRow + j) != 0) && (!causal || j <= i);
+                    keep[j] = rowKept
+                            && (!hasMask || mask.get(ValueLayout.JAVA_BYTE, maskRow + j) != 0)
+                            && (!hasCol || colMask.get(ValueLayout.JAVA_BYTE, pad * tv + j) != 0)
+                            && (!causal || j <= i)
+                            && (window <= 0 || Math.abs(i - j) < window);
                     logits[j] = keep[j] ? x : switch (convention) {
                         case SUBTRACT -> x - KERAS_SUBTRACT;
                         case REPLACE_THEN_ZERO -> KERAS_SOFTMAX_NEGATIVE;
@@ -84,11 +93,75 @@ public final class ReferenceBackend implements Backend {
                 for (int j = 0; j < tv; j++) {
                     double p = Math.exp(logits[j] - max) / sum;
                     if (convention == MaskConvention.REPLACE_THEN_ZERO && !keep[j]) {
-                        p *= 0; // Keras multiplies by the mask: a NaN row stays NaN.
+                        p = 0; // keras.layers.Softmax: where(mask, p, 0), also in a NaN row
                     }
                     scores.setAtIndex(F32, row + j, (float) p);
                 }
             }
+        }
+    }
+
+    @Override
+    public void biasAct(MemorySegment x, long rows, int cols, MemorySegment bias, Activation activation) {
+        boolean hasBias = !bias.equals(MemorySegment.NULL);
+        for (long r = 0; r < rows; r++) {
+            for (int c = 0; c < cols; c++) {
+                float v = x.getAtIndex(F32, r * cols + c);
+                if (hasBias) {
+                    v += bias.getAtIndex(F32, c);
+                }
+                x.setAtIndex(F32, r * cols + c, switch (activation) {
+                    case LINEAR -> v;
+                    case SIGMOID -> (float) (1 / (1 + Math.exp(-v)));
+                    case RELU -> v > 0 || Float.isNaN(v) ? v : 0f;
+                    case TANH -> (float) Math.tanh(v);
+                    case GELU -> (float) (0.5 * v * (1 + erf(v / Math.sqrt(2))));
+                    case SILU -> (float) (v / (1 + Math.exp(-v)));
+                });
+            }
+        }
+    }
+
+    /** erf to double precision (Abramowitz-Stegun 7.1.26 is too coarse; use a series / continued fraction). */
+    static double erf(double x) {
+        if (Double.isNaN(x)) {
+            return x;
+        }
+        double ax = Math.abs(x);
+        double r;
+        if (ax < 2.5) {
+            // Maclaurin series: erf(x) = 2/sqrt(pi) * sum (-1)^n x^(2n+1) / (n! (2n+1))
+            double term = ax;
+            double sum = ax;
+            for (int n = 1; n < 80; n++) {
+                term *= -ax * ax / n;
+                sum += term / (2 * n + 1);
+            }
+            r = 2 / Math.sqrt(Math.PI) * sum;
+        } else {
+            // Continued fraction for erfc, good for larger |x|.
+            double f = 0;
+            for (int n = 60; n >= 1; n--) {
+                f = n / 2.0 / (ax + f);
+            }
+            r = 1 - Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f);
+        }
+        return x < 0 ? -r : r;
+    }
+
+    @Override
+    public void mul(MemorySegment x, MemorySegment y, long n) {
+        for (long i = 0; i < n; i++) {
+            x.setAtIndex(F32, i, x.getAtIndex(F32, i) * y.getAtIndex(F32, i));
+        }
+    }
+
+    @Override
+    public void maskFromFloat(MemorySegment m, MemorySegment out, long n, boolean greaterThanHalf) {
+        for (long i = 0; i < n; i++) {
+            float v = m.getAtIndex(F32, i);
+            boolean keep = greaterThanHalf ? v > 0.5f : v != 0f;
+            out.set(ValueLayout.JAVA_BYTE, i, keep ? (byte) 1 : (byte) 0);
         }
     }
 

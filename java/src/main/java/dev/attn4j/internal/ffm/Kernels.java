@@ -11,6 +11,14 @@ import java.nio.file.Path;
  * the Java side and becomes an {@link IllegalStateException}.
  */
 public final class Kernels {
+    /** The ATTN4J_ACT_* activation codes of attn4j.h. */
+    public static final int ACT_LINEAR = Attn4jBindings.ATTN4J_ACT_LINEAR();
+    public static final int ACT_SIGMOID = Attn4jBindings.ATTN4J_ACT_SIGMOID();
+    public static final int ACT_RELU = Attn4jBindings.ATTN4J_ACT_RELU();
+    public static final int ACT_TANH = Attn4jBindings.ATTN4J_ACT_TANH();
+    public static final int ACT_GELU = Attn4jBindings.ATTN4J_ACT_GELU();
+    public static final int ACT_SILU = Attn4jBindings.ATTN4J_ACT_SILU();
+
     private final Path file;
     private final String origin;
     private final String version;
@@ -39,13 +47,31 @@ public final class Kernels {
     public static int maskReplaceZero() { return Attn4jBindings.ATTN4J_MASK_REPLACE_ZERO(); }
     public static int maskReplace() { return Attn4jBindings.ATTN4J_MASK_REPLACE(); }
 
-    /** {@code attn4j_masked_softmax_f32}; see attn4j.h for the contract. */
+    /** {@code attn4j_masked_softmax_ex_f32}; see attn4j.h for the contract. */
     public void maskedSoftmax(MemorySegment scores, long batch, long tq, long tv, float scale,
                               MemorySegment mask, long maskBatchStride, long maskRowStride, long maskBatchDiv,
-                              boolean causal, int convention) {
-        int rc = Attn4jBindings.attn4j_masked_softmax_f32(scores, batch, tq, tv, scale, mask,
-                maskBatchStride, maskRowStride, maskBatchDiv, causal ? 1 : 0, convention);
-        check(rc, "attn4j_masked_softmax_f32");
+                              MemorySegment rowMask, MemorySegment colMask, long padBatchDiv,
+                              boolean causal, long window, int convention) {
+        check(Attn4jBindings.attn4j_masked_softmax_ex_f32(scores, batch, tq, tv, scale, mask, maskBatchStride,
+                maskRowStride, maskBatchDiv, rowMask, colMask, padBatchDiv, causal ? 1 : 0, window, convention),
+                "attn4j_masked_softmax_ex_f32");
+    }
+
+    /** {@code attn4j_bias_act_f32}; {@code activation} is an ATTN4J_ACT_* value. */
+    public void biasAct(MemorySegment x, long rows, long cols, MemorySegment bias, int activation) {
+        check(Attn4jBindings.attn4j_bias_act_f32(x, rows, cols, bias, activation), "attn4j_bias_act_f32");
+    }
+
+    /** {@code attn4j_mul_f32}. */
+    public void mul(MemorySegment x, MemorySegment y, long n) {
+        check(Attn4jBindings.attn4j_mul_f32(x, y, n), "attn4j_mul_f32");
+    }
+
+    /** {@code attn4j_mask_from_f32}: != 0, or > 0.5 when {@code greaterThanHalf}. */
+    public void maskFromFloat(MemorySegment m, MemorySegment out, long n, boolean greaterThanHalf) {
+        check(Attn4jBindings.attn4j_mask_from_f32(m, out, n, greaterThanHalf
+                ? Attn4jBindings.ATTN4J_MASKCAST_GT_HALF() : Attn4jBindings.ATTN4J_MASKCAST_NONZERO()),
+                "attn4j_mask_from_f32");
     }
 
     /** {@code attn4j_tanh_scores_f32}; see attn4j.h. */

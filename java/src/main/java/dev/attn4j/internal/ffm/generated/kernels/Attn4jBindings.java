@@ -59,6 +59,152 @@ public class Attn4jBindings extends Attn4jBindings$shared {
     public static int ATTN4J_MASK_REPLACE() {
         return ATTN4J_MASK_REPLACE;
     }
+    private static final int ATTN4J_ACT_LINEAR = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * #define ATTN4J_ACT_LINEAR 0
+     * }
+     */
+    public static int ATTN4J_ACT_LINEAR() {
+        return ATTN4J_ACT_LINEAR;
+    }
+    private static final int ATTN4J_ACT_SIGMOID = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * #define ATTN4J_ACT_SIGMOID 1
+     * }
+     */
+    public static int ATTN4J_ACT_SIGMOID() {
+        return ATTN4J_ACT_SIGMOID;
+    }
+    private static final int ATTN4J_ACT_RELU = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * #define ATTN4J_ACT_RELU 2
+     * }
+     */
+    public static int ATTN4J_ACT_RELU() {
+        return ATTN4J_ACT_RELU;
+    }
+    private static final int ATTN4J_ACT_TANH = (int)3L;
+    /**
+     * {@snippet lang=c :
+     * #define ATTN4J_ACT_TANH 3
+     * }
+     */
+    public static int ATTN4J_ACT_TANH() {
+        return ATTN4J_ACT_TANH;
+    }
+    private static final int ATTN4J_ACT_GELU = (int)4L;
+    /**
+     * {@snippet lang=c :
+     * #define ATTN4J_ACT_GELU 4
+     * }
+     */
+    public static int ATTN4J_ACT_GELU() {
+        return ATTN4J_ACT_GELU;
+    }
+    private static final int ATTN4J_ACT_SILU = (int)5L;
+    /**
+     * {@snippet lang=c :
+     * #define ATTN4J_ACT_SILU 5
+     * }
+     */
+    public static int ATTN4J_ACT_SILU() {
+        return ATTN4J_ACT_SILU;
+    }
+    private static final int ATTN4J_MASKCAST_NONZERO = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * #define ATTN4J_MASKCAST_NONZERO 0
+     * }
+     */
+    public static int ATTN4J_MASKCAST_NONZERO() {
+        return ATTN4J_MASKCAST_NONZERO;
+    }
+    private static final int ATTN4J_MASKCAST_GT_HALF = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * #define ATTN4J_MASKCAST_GT_HALF 1
+     * }
+     */
+    public static int ATTN4J_MASKCAST_GT_HALF() {
+        return ATTN4J_MASKCAST_GT_HALF;
+    }
+
+    private static class attn4j_masked_softmax_ex_f32 {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            Attn4jBindings.C_INT,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_FLOAT,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_INT,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("attn4j_masked_softmax_ex_f32");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int attn4j_masked_softmax_ex_f32(float *scores, int64_t batch, int64_t tq, int64_t tv, float scale, const uint8_t *mask, int64_t mask_batch_stride, int64_t mask_row_stride, int64_t mask_batch_div, const uint8_t *row_mask, const uint8_t *col_mask, int64_t pad_batch_div, int32_t causal, int64_t window, int32_t convention)
+     * }
+     */
+    public static FunctionDescriptor attn4j_masked_softmax_ex_f32$descriptor() {
+        return attn4j_masked_softmax_ex_f32.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int attn4j_masked_softmax_ex_f32(float *scores, int64_t batch, int64_t tq, int64_t tv, float scale, const uint8_t *mask, int64_t mask_batch_stride, int64_t mask_row_stride, int64_t mask_batch_div, const uint8_t *row_mask, const uint8_t *col_mask, int64_t pad_batch_div, int32_t causal, int64_t window, int32_t convention)
+     * }
+     */
+    public static MethodHandle attn4j_masked_softmax_ex_f32$handle() {
+        return attn4j_masked_softmax_ex_f32.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int attn4j_masked_softmax_ex_f32(float *scores, int64_t batch, int64_t tq, int64_t tv, float scale, const uint8_t *mask, int64_t mask_batch_stride, int64_t mask_row_stride, int64_t mask_batch_div, const uint8_t *row_mask, const uint8_t *col_mask, int64_t pad_batch_div, int32_t causal, int64_t window, int32_t convention)
+     * }
+     */
+    public static MemorySegment attn4j_masked_softmax_ex_f32$address() {
+        return attn4j_masked_softmax_ex_f32.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int attn4j_masked_softmax_ex_f32(float *scores, int64_t batch, int64_t tq, int64_t tv, float scale, const uint8_t *mask, int64_t mask_batch_stride, int64_t mask_row_stride, int64_t mask_batch_div, const uint8_t *row_mask, const uint8_t *col_mask, int64_t pad_batch_div, int32_t causal, int64_t window, int32_t convention)
+     * }
+     */
+    public static int attn4j_masked_softmax_ex_f32(MemorySegment scores, long batch, long tq, long tv, float scale, MemorySegment mask, long mask_batch_stride, long mask_row_stride, long mask_batch_div, MemorySegment row_mask, MemorySegment col_mask, long pad_batch_div, int causal, long window, int convention) {
+        var mh$ = attn4j_masked_softmax_ex_f32.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("attn4j_masked_softmax_ex_f32", scores, batch, tq, tv, scale, mask, mask_batch_stride, mask_row_stride, mask_batch_div, row_mask, col_mask, pad_batch_div, causal, window, convention);
+            }
+            return (int)mh$.invokeExact(scores, batch, tq, tv, scale, mask, mask_batch_stride, mask_row_stride, mask_batch_div, row_mask, col_mask, pad_batch_div, causal, window, convention);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
 
     private static class attn4j_masked_softmax_f32 {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
@@ -319,6 +465,195 @@ public class Attn4jBindings extends Attn4jBindings$shared {
                 traceDowncall("attn4j_mul_row_mask_f32", x, rows, cols, row_mask);
             }
             return (int)mh$.invokeExact(x, rows, cols, row_mask);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class attn4j_bias_act_f32 {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            Attn4jBindings.C_INT,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("attn4j_bias_act_f32");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int attn4j_bias_act_f32(float *x, int64_t rows, int64_t cols, const float *bias, int32_t activation)
+     * }
+     */
+    public static FunctionDescriptor attn4j_bias_act_f32$descriptor() {
+        return attn4j_bias_act_f32.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int attn4j_bias_act_f32(float *x, int64_t rows, int64_t cols, const float *bias, int32_t activation)
+     * }
+     */
+    public static MethodHandle attn4j_bias_act_f32$handle() {
+        return attn4j_bias_act_f32.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int attn4j_bias_act_f32(float *x, int64_t rows, int64_t cols, const float *bias, int32_t activation)
+     * }
+     */
+    public static MemorySegment attn4j_bias_act_f32$address() {
+        return attn4j_bias_act_f32.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int attn4j_bias_act_f32(float *x, int64_t rows, int64_t cols, const float *bias, int32_t activation)
+     * }
+     */
+    public static int attn4j_bias_act_f32(MemorySegment x, long rows, long cols, MemorySegment bias, int activation) {
+        var mh$ = attn4j_bias_act_f32.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("attn4j_bias_act_f32", x, rows, cols, bias, activation);
+            }
+            return (int)mh$.invokeExact(x, rows, cols, bias, activation);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class attn4j_mul_f32 {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            Attn4jBindings.C_INT,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("attn4j_mul_f32");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int attn4j_mul_f32(float *x, const float *y, int64_t n)
+     * }
+     */
+    public static FunctionDescriptor attn4j_mul_f32$descriptor() {
+        return attn4j_mul_f32.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int attn4j_mul_f32(float *x, const float *y, int64_t n)
+     * }
+     */
+    public static MethodHandle attn4j_mul_f32$handle() {
+        return attn4j_mul_f32.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int attn4j_mul_f32(float *x, const float *y, int64_t n)
+     * }
+     */
+    public static MemorySegment attn4j_mul_f32$address() {
+        return attn4j_mul_f32.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int attn4j_mul_f32(float *x, const float *y, int64_t n)
+     * }
+     */
+    public static int attn4j_mul_f32(MemorySegment x, MemorySegment y, long n) {
+        var mh$ = attn4j_mul_f32.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("attn4j_mul_f32", x, y, n);
+            }
+            return (int)mh$.invokeExact(x, y, n);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class attn4j_mask_from_f32 {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            Attn4jBindings.C_INT,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("attn4j_mask_from_f32");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int attn4j_mask_from_f32(const float *m, uint8_t *out, int64_t n, int32_t mode)
+     * }
+     */
+    public static FunctionDescriptor attn4j_mask_from_f32$descriptor() {
+        return attn4j_mask_from_f32.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int attn4j_mask_from_f32(const float *m, uint8_t *out, int64_t n, int32_t mode)
+     * }
+     */
+    public static MethodHandle attn4j_mask_from_f32$handle() {
+        return attn4j_mask_from_f32.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int attn4j_mask_from_f32(const float *m, uint8_t *out, int64_t n, int32_t mode)
+     * }
+     */
+    public static MemorySegment attn4j_mask_from_f32$address() {
+        return attn4j_mask_from_f32.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int attn4j_mask_from_f32(const float *m, uint8_t *out, int64_t n, int32_t mode)
+     * }
+     */
+    public static int attn4j_mask_from_f32(MemorySegment m, MemorySegment out, long n, int mode) {
+        var mh$ = attn4j_mask_from_f32.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("attn4j_mask_from_f32", m, out, n, mode);
+            }
+            return (int)mh$.invokeExact(m, out, n, mode);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {

@@ -1,0 +1,869 @@
+package dev.attn4j.layers;
+
+import dev.attn4j.DType;
+import dev.attn4j.MaskConvention;
+import dev.attn4j.Tensor;
+import dev.attn4j.internal.Scratch;
+import dev.attn4j.internal.backend.Backend;
+import dev.attn4j.internal.backend.Backends;
+import dev.attn4j.internal.backend.GemmRoute;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * What {@link MultiHeadAttention} and {@link GroupQueryAttention} share: the
+ * projection sublayers (query, key, optional gate, value, attention_output), the mask
+ * rules, the two Keras code paths, and the native pipeline.
+ *
+ * <p>Dimension letters: B batch; T query positions (the product of the query's
+ * attention axes); S key/value positions; N query heads; K key/value heads (K = N for
+ * MHA; N / K query heads share each key/value head in GQA); H key (and query) size per
+ * head; Hv value size per head.
+ *
+ * <p>Pipeline (all off-heap, no per-element Java loop):
+ * <ol>
+ *   <li>projections as one GEMM each over all heads, bias (+ sigmoid for the gate) fused;
+ *   <li>scores = Q K^T through the batched GEMM, one product per (batch, head); GQA
+ *       points each query head at its shared K/V head, never copying K/V;
+ *   <li>the fused softmax with every mask source (attention mask, query/value/key
+ *       padding masks, causal, sliding window) ANDed inside the kernel;
+ *   <li>dropout (training, the einsum path), then P V through the batched GEMM straight
+ *       into the (B, T, N, Hv) layout the output projection reads;
+ *   <li>gate multiply and the output projection.
+ * </ol>
+ *
+ * <p><b>The two Keras code paths.</b> Keras computes these layers with
+ * {@code ops.dot_product_attention} when dropout is 0, attention scores are not
+ * returned and the input is 3-D (the "fast path"), and with einsum + Softmax otherwise.
+ * They differ only on fully masked rows (every key masked for some query, e.g. a masked
+ * query position or an all-false padding mask): the fast path gives uniform weights
+ * (output = output projection of the mean value), the einsum path gives all-zero
+ * weights (output = the output bias). attn4j follows the same rule, so it returns what
+ * Keras returns in every case.
+ */
+abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAttention, GroupQueryAttention {
+
+    final double dropout;
+    final boolean useBias;
+    final boolean useGate;
+    final Integer slidingWindow;
+    final boolean flashAttention;
+    final Initializer kernelInitializer;
+    final Initializer biasInitializer;
+    final Regularizer kernelRegularizer;
+    final Regularizer biasRegularizer;
+    final Regularizer activityRegularizer;
+    final Constraint kernelConstraint;
+    final Constraint biasConstraint;
+
+    MultiHeadBase(String layer, String name, boolean trainable, Long seed, double dropout, boolean useBias,
+                  boolean useGate, Integer slidingWindow, boolean flashAttention, Object kernelInitializer,
+                  Object biasInitializer, Object kernelRegularizer, Object biasRegularizer,
+                  Object activityRegularizer, Object kernelConstraint, Object biasConstraint) {
+        super(name, trainable, seed);
+        if (!(dropout >= 0 && dropout < 1)) {
+            throw new IllegalArgumentException(layer + ": dropout must be a rate in [0, 1), but is " + dropout);
+        }
+        if (slidingWindow != null && slidingWindow <= 0) {
+            throw new IllegalArgumentException(layer + ": slidingWindow must be null or a positive integer, but is "
+                    + slidingWindow);
+        }
+        if (flashAttention && dropout > 0) {
+            throw new IllegalArgumentException(layer + ": dropout is not supported with flashAttention (Keras's rule); "
+                    + "set dropout to 0 or flashAttention to false");
+        }
+        this.dropout = dropout;
+        this.useBias = useBias;
+        this.useGate = useGate;
+        this.slidingWindow = slidingWindow;
+        this.flashAttention = flashAttention;
+        this.kernelInitializer = Initializer.of(kernelInitializer == null ? "glorot_uniform" : kernelInitializer);
+        this.biasInitializer = Initializer.of(biasInitializer == null ? "zeros" : biasInitializer);
+        this.kernelRegularizer = Regularizer.ofNullable(kernelRegularizer);
+        this.biasRegularizer = Regularizer.ofNullable(biasRegularizer);
+        this.activityRegularizer = Regularizer.ofNullable(activityRegularizer);
+        this.kernelConstraint = Constraint.ofNullable(kernelConstraint);
+        this.biasConstraint = Constraint.ofNullable(biasConstraint);
+    }
+
+    /** Keras's {@code dropout}: the rate applied to the attention weights in training. */
+    public final double dropout() {
+        return dropout;
+    }
+
+    public final boolean useBias() {
+        return useBias;
+    }
+
+    public final boolean useGate() {
+        return useGate;
+    }
+
+    /** Keras's {@code sliding_window}: keys within {@code slidingWindow - 1} positions, or null. */
+    public final Integer slidingWindow() {
+        return slidingWindow;
+    }
+
+    public final boolean flashAttention() {
+        return flashAttention;
+    }
+
+    // ---- heads and sizes --------------------------------------------------------------
+
+    /** N: query heads. */
+    abstract int queryHeads();
+
+    /** K: key/value heads (N for MHA). */
+    abstract int keyValueHeads();
+
+    /** H: key (and query) size per head. */
+    abstract int keySize();
+
+    /** Hv: value size per head. */
+    abstract int valueSize();
+
+    /** The output feature shape for a query with feature size D. */
+    abstract long[] outputFeatures(long queryFeatures);
+
+    /**
+     * Whether a float attention mask keeps positions where it is > 0.5 (Keras's Softmax
+     * rule, which GQA's einsum path reaches uncast) instead of where it is non-zero.
+     */
+    abstract boolean floatMaskGreaterThanHalf(boolean fastPath, boolean autoMasks);
+
+    // ---- weights ------------------------------------------------------------------------
+
+    /** Indexes of the weights in Keras order; -1 where absent. */
+    record Slots(int queryKernel, int queryBias, int keyKernel, int keyBias, int gateKernel, int gateBias,
+                 int valueKernel, int valueBias, int outputKernel, int outputBias) {}
+
+    final Slots slots() {
+        int i = 0;
+        int qk = i++;
+        int qb = useBias ? i++ : -1;
+        int kk = i++;
+        int kb = useBias ? i++ : -1;
+        int gk = useGate ? i++ : -1;
+        int gb = useGate && useBias ? i++ : -1;
+        int vk = i++;
+        int vb = useBias ? i++ : -1;
+        int ok = i++;
+        int ob = useBias ? i : -1;
+        return new Slots(qk, qb, kk, kb, gk, gb, vk, vb, ok, ob);
+    }
+
+    /**
+     * The projection weights, in Keras order (query, key, gate, value, attention_output;
+     * kernel then bias), with initial values from the initializers. Fans follow Keras's
+     * EinsumDense: kernel input axes are the contracted ones, output axes the rest.
+     */
+    final List<WeightSpec> projectionSpecs(long queryFeatures, long keyFeatures, long valueFeatures) {
+        int n = queryHeads();
+        int kv = keyValueHeads();
+        long[] out = outputFeatures(queryFeatures);
+        List<WeightSpec> specs = new ArrayList<>();
+        addDense(specs, "query", new long[] {queryFeatures, n, keySize()}, 1, 0);
+        addDense(specs, "key", new long[] {keyFeatures, kv, keySize()}, 1, 1);
+        if (useGate) {
+            addDense(specs, "gate", new long[] {queryFeatures, n, valueSize()}, 1, 2);
+        }
+        addDense(specs, "value", new long[] {valueFeatures, kv, valueSize()}, 1, 3);
+        long[] outKernel = new long[2 + out.length];
+        outKernel[0] = n;
+        outKernel[1] = valueSize();
+        System.arraycopy(out, 0, outKernel, 2, out.length);
+        addDense(specs, "attention_output", outKernel, 2, 4);
+        return specs;
+    }
+
+    private void addDense(List<WeightSpec> specs, String sublayer, long[] kernelShape, int inputRank, int index) {
+        int[] inputAxes = new int[inputRank];
+        int[] outputAxes = new int[kernelShape.length - inputRank];
+        for (int i = 0; i < kernelShape.length; i++) {
+            if (i < inputRank) {
+                inputAxes[i] = i;
+            } else {
+                outputAxes[i - inputRank] = i;
+            }
+        }
+        // Keras clones the initializer per sublayer; each gets its own stream here.
+        long seed = effectiveSeed() + 0x9E3779B97F4A7C15L * (2L * index + 1);
+        specs.add(new WeightSpec("kernel", sublayer + "/kernel", kernelShape,
+                kernelInitializer.generate(kernelShape, inputAxes, outputAxes, seed)));
+        if (useBias) {
+            long[] biasShape = Arrays.copyOfRange(kernelShape, inputRank, kernelShape.length);
+            specs.add(new WeightSpec("bias", sublayer + "/bias", biasShape,
+                    biasInitializer.generate(biasShape, null, null, seed + 1)));
+        }
+    }
+
+    /**
+     * The weight penalties of the kernel and bias regularizers (Keras's {@code layer.losses}
+     * for the weights), one entry per regularized weight in Keras order. Empty before build.
+     */
+    public final List<Double> regularizationLosses() {
+        checkOpen("regularizationLosses");
+        List<Double> losses = new ArrayList<>();
+        for (Weight w : weights()) {
+            Regularizer r = w.name().equals("kernel") ? kernelRegularizer : biasRegularizer;
+            if (r != null) {
+                losses.add(r.penalty(w.toFloatArray()));
+            }
+        }
+        return losses;
+    }
+
+    /**
+     * Applies the kernel and bias constraints to the weights in place, as Keras's
+     * optimizer does after each update. A no-op without constraints. Not to be called
+     * while calls are running (see {@link AttentionLayer}).
+     */
+    public final void applyConstraints() {
+        checkOpen("applyConstraints");
+        for (Weight w : weights()) {
+            Constraint c = w.name().equals("kernel") ? kernelConstraint : biasConstraint;
+            if (c != null) {
+                float[] values = w.toFloatArray();
+                c.apply(values, w.shape());
+                w.storage().copyFrom(values);
+            }
+        }
+    }
+
+    /** The Keras config entries shared by both layers, after the layer-specific ones. */
+    final void putCommonConfig(Map<String, Object> c) {
+        c.put("kernel_initializer", kernelInitializer.toConfig());
+        c.put("bias_initializer", biasInitializer.toConfig());
+        c.put("kernel_regularizer", kernelRegularizer == null ? null : kernelRegularizer.toConfig());
+        c.put("bias_regularizer", biasRegularizer == null ? null : biasRegularizer.toConfig());
+        c.put("activity_regularizer", activityRegularizer == null ? null : activityRegularizer.toConfig());
+        c.put("kernel_constraint", kernelConstraint == null ? null : kernelConstraint.toConfig());
+        c.put("bias_constraint", biasConstraint == null ? null : biasConstraint.toConfig());
+        c.put("seed", seed());
+    }
+
+    // ---- call geometry ------------------------------------------------------------------
+
+    /**
+     * The layout of one call. Inputs are (B, q..., D); the attention axes of the query
+     * span T positions and of the value S positions. When the attention axes are
+     * consecutive, every (batch, head) block is a strided matrix inside the projections:
+     * {@code outer} = B times the non-attention dims before the axes, {@code after} = the
+     * product of the non-attention dims after them. Otherwise the projections are
+     * permuted so that the attention axes come last ({@code permutation} != null).
+     */
+    record Geometry(long[] queryShape, long[] valueShape, long[] keyShape, long rowsQ, long rowsV,
+                    int outer, int after, int t, int s, int[] attentionAxes, int[] permutation,
+                    long[] scoresShape, long[] outputShape, int outCols, boolean fastPath) {
+
+        int blocks() {
+            return outer * after;
+        }
+    }
+
+    /** The attention axes resolved for inputs of this rank (MHA: configurable; GQA: (1,)). */
+    abstract int[] attentionAxes(String action, int rank);
+
+    final Geometry geometry(String action, long[] q, long[] v, long[] k, boolean returnScores) {
+        if (q == null || v == null) {
+            throw new NullPointerException(action + ": query and value shapes must not be null");
+        }
+        long[] key = k == null ? v : k;
+        int rank = q.length;
+        if (rank < 3) {
+            throw new IllegalArgumentException(action + ": query must have rank >= 3 (batch, positions..., features), "
+                    + "but has shape " + Arrays.toString(q));
+        }
+        if (v.length != rank || key.length != rank) {
+            throw new IllegalArgumentException(action + ": query, value and key must have the same rank, but have "
+                    + "shapes query " + Arrays.toString(q) + ", value " + Arrays.toString(v)
+                    + (k == null ? "" : ", key " + Arrays.toString(k)));
+        }
+        for (long[] shape : new long[][] {q, v, key}) {
+            for (long d : shape) {
+                if (d < 1 || d > Integer.MAX_VALUE) {
+                    throw new IllegalArgumentException(action + ": every dimension must be in [1, "
+                            + Integer.MAX_VALUE + "], but a shape is " + Arrays.toString(shape));
+                }
+            }
+        }
+        if (!Arrays.equals(Arrays.copyOfRange(v, 1, rank - 1), Arrays.copyOfRange(key, 1, rank - 1))) {
+            throw new IllegalArgumentException(action + ": all dimensions of value and key except the last must be "
+                    + "equal, but value is " + Arrays.toString(v) + " and key " + Arrays.toString(key));
+        }
+        int[] axes = attentionAxes(action, rank);
+        boolean[] isAxis = new boolean[rank];
+        for (int a : axes) {
+            isAxis[a] = true;
+        }
+        if (v[0] != q[0] || key[0] != q[0]) {
+            throw new IllegalArgumentException(action + ": the batch sizes of query " + Arrays.toString(q)
+                    + " and value/key " + Arrays.toString(v) + " differ");
+        }
+        for (int i = 1; i < rank - 1; i++) {
+            if (!isAxis[i] && v[i] != q[i]) {
+                throw new IllegalArgumentException(action + ": axis " + i + " is not an attention axis, so query "
+                        + Arrays.toString(q) + " and value " + Arrays.toString(v) + " must agree on it");
+            }
+        }
+        long t = 1;
+        long s = 1;
+        for (int a : axes) {
+            t *= q[a];
+            s *= v[a];
+        }
+        boolean consecutive = axes[axes.length - 1] - axes[0] == axes.length - 1;
+        long before = q[0];
+        long after = 1;
+        for (int i = 1; i < rank - 1; i++) {
+            if (isAxis[i]) {
+                continue;
+            }
+            if (consecutive && i > axes[0]) {
+                after *= q[i];
+            } else {
+                before *= q[i];
+            }
+        }
+        int[] permutation = null;
+        if (!consecutive) {
+            // positions (B, q...) -> (B, non-attention..., attention...); each position
+            // carries its N * H projected features along.
+            permutation = new int[rank - 1];
+            int p = 0;
+            for (int i = 0; i < rank - 1; i++) {
+                if (!isAxis[i]) {
+                    permutation[p++] = i;
+                }
+            }
+            for (int a : axes) {
+                permutation[p++] = a;
+            }
+        }
+        long rowsQ = 1;
+        long rowsV = 1;
+        for (int i = 0; i < rank - 1; i++) {
+            rowsQ *= q[i];
+            rowsV *= v[i];
+        }
+        long blocks = before * after * queryHeads();
+        if (before * after > Integer.MAX_VALUE || blocks > Integer.MAX_VALUE || t > Integer.MAX_VALUE
+                || s > Integer.MAX_VALUE || rowsQ * Math.max(keySize(), valueSize()) * queryHeads() > Integer.MAX_VALUE
+                || rowsV * Math.max(keySize(), valueSize()) * keyValueHeads() > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException(action + ": the projected inputs of shapes " + Arrays.toString(q)
+                    + " and " + Arrays.toString(v) + " exceed the 32-bit sizes the native calls take");
+        }
+        // Scores: (B, non-attention..., N, attention(q)..., attention(v)...)
+        List<Long> scores = new ArrayList<>();
+        scores.add(q[0]);
+        for (int i = 1; i < rank - 1; i++) {
+            if (!isAxis[i]) {
+                scores.add(q[i]);
+            }
+        }
+        scores.add((long) queryHeads());
+        for (int a : axes) {
+            scores.add(q[a]);
+        }
+        for (int a : axes) {
+            scores.add(v[a]);
+        }
+        long[] out = outputFeatures(q[rank - 1]);
+        long[] outputShape = Arrays.copyOf(q, rank - 1 + out.length);
+        System.arraycopy(out, 0, outputShape, rank - 1, out.length);
+        long outCols = 1;
+        for (long d : out) {
+            outCols *= d;
+        }
+        boolean fastPath = dropout == 0 && !returnScores && rank == 3;
+        return new Geometry(q.clone(), v.clone(), key.clone(), rowsQ, rowsV, (int) before, (int) after, (int) t,
+                (int) s, axes, permutation, scores.stream().mapToLong(Long::longValue).toArray(), outputShape,
+                (int) outCols, fastPath);
+    }
+
+    @Override
+    public final long[] computeOutputShape(long[] queryShape, long[] valueShape, long[] keyShape) {
+        return geometry(getClass().getSimpleName() + ".computeOutputShape", queryShape, valueShape, keyShape, false)
+                .outputShape();
+    }
+
+    @Override
+    public final long[] computeAttentionScoresShape(long[] queryShape, long[] valueShape, long[] keyShape) {
+        return geometry(getClass().getSimpleName() + ".computeAttentionScoresShape", queryShape, valueShape,
+                keyShape, true).scoresShape();
+    }
+
+    @Override
+    final void checkBuiltShapes(String action, long[][] built, long[] q, long[] v, long[] k) {
+        long[] bk = built[2] == null ? built[1] : built[2];
+        long[] key = k == null ? v : k;
+        if (q.length != built[0].length) {
+            throw new IllegalArgumentException(action + ": layer '" + name() + "' was built for inputs of rank "
+                    + built[0].length + " (its attention axes are resolved for it), but the query has shape "
+                    + Arrays.toString(q));
+        }
+        String[] what = {"query", "value", "key"};
+        long[][] now = {q, v, key};
+        long[][] then = {built[0], built[1], bk};
+        for (int i = 0; i < 3; i++) {
+            if (now[i][now[i].length - 1] != then[i][then[i].length - 1]) {
+                throw new IllegalArgumentException(action + ": layer '" + name() + "' was built for " + what[i]
+                        + " features " + then[i][then[i].length - 1] + ", but the " + what[i] + " has shape "
+                        + Arrays.toString(now[i]));
+            }
+        }
+    }
+
+    // ---- calls ----------------------------------------------------------------------
+
+    /** The masks of one call, resolved to what the kernel reads. */
+    private record Masks(Tensor queryMask, Tensor valueMask, Tensor keyMask, Tensor attentionMask, boolean auto) {}
+
+    private Masks masks(String action, CallArgs args, Geometry g) {
+        Tensor queryMask = args.queryMask();
+        Tensor valueMask = args.valueMask();
+        Tensor keyMask = args.keyMask();
+        // Keras: the query's mask is a mask attached to the query tensor; when the value
+        // (or the key) is that very tensor, it carries the same mask.
+        if (queryMask != null && valueMask == null && args.value() == args.query()) {
+            valueMask = queryMask;
+        }
+        if (queryMask != null && keyMask == null && args.key() != null && args.key() == args.query()) {
+            keyMask = queryMask;
+        }
+        int rank = g.queryShape().length;
+        boolean padding = queryMask != null || valueMask != null || keyMask != null;
+        if (padding && rank != 3) {
+            throw new UnsupportedOperationException(action + ": query/value/key padding masks are supported for 3-D "
+                    + "inputs only; Keras 3.15 broadcasts them against axis 1 of N-D inputs, which is not a "
+                    + "per-position mask. Pass an attentionMask in the scores layout instead");
+        }
+        boolean positional = args.useCausalMask() || slidingWindow != null;
+        if (positional && rank != 3 && !(g.attentionAxes().length == 1 && g.attentionAxes()[0] == 1)) {
+            throw new UnsupportedOperationException(action + ": useCausalMask and slidingWindow need 3-D inputs or "
+                    + "attention axes (1,): Keras 3.15 builds them from axis 1 only");
+        }
+        long b = g.queryShape()[0];
+        checkMask(action, "queryMask", queryMask, new long[] {b, g.t()});
+        checkMask(action, "valueMask", valueMask, new long[] {b, g.s()});
+        checkMask(action, "keyMask", keyMask, new long[] {b, g.s()});
+        Tensor attention = args.attentionMask();
+        if (attention != null) {
+            checkMask(action, "attentionMask", attention, null);
+            expandKeras(action, attention.shape(), g);
+        }
+        return new Masks(queryMask, valueMask, keyMask, attention, padding || positional);
+    }
+
+    private static void checkMask(String action, String what, Tensor mask, long[] shape) {
+        if (mask == null) {
+            return;
+        }
+        if (mask.dtype() != DType.BOOL && mask.dtype() != DType.FLOAT32) {
+            throw new IllegalArgumentException(action + ": " + what + " must be bool or float32, but is " + mask);
+        }
+        if (shape != null && !Arrays.equals(mask.shape(), shape)) {
+            throw new IllegalArgumentException(action + ": " + what + " must have shape " + Arrays.toString(shape)
+                    + " (batch, positions), but has " + Arrays.toString(mask.shape()));
+        }
+        if (!mask.isAlive()) {
+            throw new IllegalStateException(action + ": the arena of " + what + " " + mask + " is closed");
+        }
+    }
+
+    /**
+     * Keras's expansion of an attention mask to the scores' rank: a head axis (of size 1)
+     * is inserted in front of the query attention axes until the ranks agree; every axis
+     * must then be 1 or the scores' size.
+     */
+    private static long[] expandKeras(String action, long[] mask, Geometry g) {
+        long[] scores = g.scoresShape();
+        int k = g.attentionAxes().length;
+        if (mask.length > scores.length || mask.length < 2 * k) {
+            throw new IllegalArgumentException(action + ": attentionMask of shape " + Arrays.toString(mask)
+                    + " does not fit the attention scores " + Arrays.toString(scores) + " (expected e.g. (T, S), "
+                    + "(B, T, S) or (B, N, T, S) for 3-D inputs)");
+        }
+        List<Long> dims = new ArrayList<>();
+        for (long d : mask) {
+            dims.add(d);
+        }
+        while (dims.size() < scores.length) {
+            dims.add(dims.size() - 2 * k, 1L);
+        }
+        long[] expanded = dims.stream().mapToLong(Long::longValue).toArray();
+        for (int i = 0; i < scores.length; i++) {
+            if (expanded[i] != 1 && expanded[i] != scores[i]) {
+                throw new IllegalArgumentException(action + ": attentionMask of shape " + Arrays.toString(mask)
+                        + " cannot broadcast to the attention scores " + Arrays.toString(scores) + " (Keras inserts"
+                        + " the head axis before the query positions; axis " + i + " must be 1 or " + scores[i] + ")");
+            }
+        }
+        return expanded;
+    }
+
+    @Override
+    final Plan plan(String action, CallArgs args) {
+        checkOpen(action);
+        Tensor q = args.query();
+        Tensor v = args.value();
+        Tensor k = args.key();
+        requireFloat(action, "query", q);
+        requireFloat(action, "value", v);
+        if (k != null) {
+            requireFloat(action, "key", k);
+        }
+        if (flashAttention && args.returnAttentionScores()) {
+            throw new IllegalArgumentException(action + ": returning attention scores is not supported with "
+                    + "flashAttention (Keras's rule); disable flashAttention to get them");
+        }
+        long[] ks = k == null ? null : k.shape();
+        Geometry g = geometry(action, q.shape(), v.shape(), ks, args.returnAttentionScores());
+        masks(action, args, g);
+        ensureBuilt(action, q.shape(), v.shape(), ks);
+        return new Plan(g.outputShape(), g.scoresShape(), g);
+    }
+
+    private static void requireFloat(String action, String what, Tensor t) {
+        if (t.dtype() != DType.FLOAT32) {
+            throw new IllegalArgumentException(action + ": " + what + " must be float32, but is " + t);
+        }
+        if (!t.isAlive()) {
+            throw new IllegalStateException(action + ": the arena of " + what + " " + t + " is closed");
+        }
+    }
+
+    @Override
+    final double run(Plan plan, CallArgs args, Tensor output, Tensor scoresOut) {
+        Geometry g = (Geometry) plan.detail();
+        Masks m = masks("call", args, g);
+        Backend be = Backends.get();
+        Slots w = slots();
+        int n = queryHeads();
+        int kv = keyValueHeads();
+        int r = n / kv;
+        int hk = keySize();
+        int hv = valueSize();
+        int t = g.t();
+        int s = g.s();
+        int blocks = g.blocks() * n;
+        long scoreCount = (long) blocks * t * s;
+        Tensor key = args.key() != null ? args.key() : args.value();
+        int dq = (int) g.queryShape()[g.queryShape().length - 1];
+        int dk = (int) g.keyShape()[g.keyShape().length - 1];
+        int dv = (int) g.valueShape()[g.valueShape().length - 1];
+        boolean permute = g.permutation() != null;
+        boolean dropping = args.training() && dropout > 0;
+
+        long qCount = g.rowsQ() * n * hk;
+        long kCount = g.rowsV() * kv * hk;
+        long vCount = g.rowsV() * kv * hv;
+        long oCount = g.rowsQ() * n * hv;
+        long maskBytes = maskScratchBytes(m, g);
+        long need = Scratch.regionSize(4 * qCount) + Scratch.regionSize(4 * kCount) + Scratch.regionSize(4 * vCount)
+                + 2 * Scratch.regionSize(4 * oCount)
+                + (scoresOut == null || dropping ? Scratch.regionSize(4 * scoreCount) : 0)
+                + (permute ? Scratch.regionSize(4 * Math.max(Math.max(qCount, kCount), Math.max(vCount, oCount))) : 0)
+                + maskBytes;
+        Scratch.Carver scratch = Scratch.carver(need);
+        MemorySegment qp = scratch.floats(qCount);
+        MemorySegment kp = scratch.floats(kCount);
+        MemorySegment vp = scratch.floats(vCount);
+        MemorySegment attended = scratch.floats(oCount);
+        MemorySegment gate = useGate ? scratch.floats(oCount) : MemorySegment.NULL;
+        MemorySegment probs = scoresOut == null || dropping ? scratch.floats(scoreCount) : scoresOut.segment();
+        MemorySegment scores = scoresOut != null ? scoresOut.segment() : probs;
+        MemorySegment tmp = permute
+                ? scratch.floats(Math.max(Math.max(qCount, kCount), Math.max(vCount, oCount))) : MemorySegment.NULL;
+
+        // 1. Projections, one GEMM each over all heads.
+        project(be, args.query().segment(), g.rowsQ(), dq, w.queryKernel(), w.queryBias(), n * hk, qp,
+                Backend.Activation.LINEAR);
+        project(be, key.segment(), g.rowsV(), dk, w.keyKernel(), w.keyBias(), kv * hk, kp, Backend.Activation.LINEAR);
+        project(be, args.value().segment(), g.rowsV(), dv, w.valueKernel(), w.valueBias(), kv * hv, vp,
+                Backend.Activation.LINEAR);
+        if (useGate) {
+            project(be, args.query().segment(), g.rowsQ(), dq, w.gateKernel(), w.gateBias(), n * hv, gate,
+                    Backend.Activation.SIGMOID);
+        }
+        if (permute) {
+            permuteRows(qp, tmp, g.queryShape(), g.permutation(), n * hk);
+            permuteRows(kp, tmp, g.valueShape(), g.permutation(), kv * hk);
+            permuteRows(vp, tmp, g.valueShape(), g.permutation(), kv * hv);
+        }
+
+        // 2. Scores Q K^T per (batch, head); GQA heads point at their shared K head.
+        int after = g.after();
+        int inner = after * n;
+        be.sgemmBatched(false, true, t, s, hk, 1f,
+                qp, after * n * hk, (long) t * after * n * hk, hk,
+                kp, after * kv * hk, (long) s * after * kv * hk, hk, r,
+                0f, scores, s, (long) inner * t * s, (long) t * s,
+                g.outer(), inner, GemmRoute.AUTO);
+
+        // 3. Fused scale + masks + softmax.
+        softmax(be, scores, blocks, t, s, (float) (1.0 / Math.sqrt(hk)), m, g, args.useCausalMask(), scratch);
+
+        // 4. Dropout (returned scores stay pre-dropout), then P V into (B, T, N, Hv).
+        if (dropping) {
+            if (probs != scores) {
+                MemorySegment.copy(scores, 0, probs, 0, scoreCount * Float.BYTES);
+            }
+            be.dropout(probs, scoreCount, (float) dropout, effectiveSeed(), nextDropoutStream());
+        }
+        be.sgemmBatched(false, false, t, hv, s, 1f,
+                probs, s, (long) inner * t * s, (long) t * s,
+                vp, after * kv * hv, (long) s * after * kv * hv, hv, r,
+                0f, attended, after * n * hv, (long) t * after * n * hv, hv,
+                g.outer(), inner, GemmRoute.AUTO);
+        if (permute) {
+            unpermuteRows(attended, tmp, g.queryShape(), g.permutation(), n * hv);
+        }
+
+        // 5. Gate and output projection.
+        if (useGate) {
+            be.mul(attended, gate, oCount);
+        }
+        project(be, attended, g.rowsQ(), n * hv, w.outputKernel(), w.outputBias(), g.outCols(), output.segment(),
+                Backend.Activation.LINEAR);
+
+        if (activityRegularizer == null) {
+            return 0;
+        }
+        double loss = activityRegularizer.penalty(qp.toArray(ValueLayout.JAVA_FLOAT))
+                + activityRegularizer.penalty(kp.toArray(ValueLayout.JAVA_FLOAT))
+                + activityRegularizer.penalty(vp.toArray(ValueLayout.JAVA_FLOAT))
+                + activityRegularizer.penalty(output.toFloatArray());
+        if (useGate) {
+            loss += activityRegularizer.penalty(gate.toArray(ValueLayout.JAVA_FLOAT));
+        }
+        return loss;
+    }
+
+    /** dst (rows, cols) = x (rows, in) @ kernel (in, cols) + bias, then the activation. */
+    private void project(Backend be, MemorySegment x, long rows, int in, int kernel, int bias, int cols,
+                         MemorySegment dst, Backend.Activation activation) {
+        be.sgemmBatched(false, false, (int) rows, cols, in, 1f,
+                x, in, 0, 0,
+                weight(kernel).storage().segment(), cols, 0, 0, 1,
+                0f, dst, cols, 0, 0, 1, 1, GemmRoute.AUTO);
+        MemorySegment b = bias < 0 ? MemorySegment.NULL : weight(bias).storage().segment();
+        if (bias >= 0 || activation != Backend.Activation.LINEAR) {
+            be.biasAct(dst, rows, cols, b, activation);
+        }
+    }
+
+    // ---- masks ------------------------------------------------------------------------
+
+    private long maskScratchBytes(Masks m, Geometry g) {
+        long bytes = 0;
+        for (Tensor t : new Tensor[] {m.queryMask(), m.valueMask(), m.keyMask()}) {
+            if (t != null) {
+                bytes += Scratch.regionSize(t.size());
+            }
+        }
+        if (m.attentionMask() != null) {
+            bytes += Scratch.regionSize(m.attentionMask().size());
+            long[] scores = g.scoresShape();
+            long full = 1;
+            for (long d : scores) {
+                full *= d;
+            }
+            bytes += Scratch.regionSize(full);
+        }
+        return bytes + Scratch.regionSize(g.queryShape()[0] * g.s());
+    }
+
+    /** A bool view of a mask: bool masks as they are, float ones converted (!= 0 or > 0.5). */
+    private static MemorySegment bools(Backend be, Tensor mask, boolean greaterThanHalf, Scratch.Carver scratch) {
+        if (mask.dtype() == DType.BOOL) {
+            return mask.segment();
+        }
+        MemorySegment out = scratch.bytes(mask.size());
+        be.maskFromFloat(mask.segment(), out, mask.size(), greaterThanHalf);
+        return out;
+    }
+
+    private void softmax(Backend be, MemorySegment scores, int blocks, int t, int s, float scale, Masks m,
+                         Geometry g, boolean causal, Scratch.Carver scratch) {
+        int n = queryHeads();
+        MemorySegment rowMask = m.queryMask() == null ? MemorySegment.NULL : bools(be, m.queryMask(), false, scratch);
+        MemorySegment colMask = MemorySegment.NULL;
+        if (m.valueMask() != null || m.keyMask() != null) {
+            MemorySegment vm = m.valueMask() == null ? null : bools(be, m.valueMask(), false, scratch);
+            MemorySegment km = m.keyMask() == null ? null : bools(be, m.keyMask(), false, scratch);
+            if (vm != null && km != null) {
+                long count = g.queryShape()[0] * s; // B * S bytes, not a (T, S) loop
+                MemorySegment both = scratch.bytes(count);
+                for (long i = 0; i < count; i++) {
+                    boolean keep = vm.get(ValueLayout.JAVA_BYTE, i) != 0 && km.get(ValueLayout.JAVA_BYTE, i) != 0;
+                    both.set(ValueLayout.JAVA_BYTE, i, keep ? (byte) 1 : (byte) 0);
+                }
+                colMask = both;
+            } else {
+                colMask = vm != null ? vm : km;
+            }
+        }
+        MemorySegment mask = MemorySegment.NULL;
+        long batchStride = 0;
+        long rowStride = 0;
+        long div = 1;
+        if (m.attentionMask() != null) {
+            Tensor am = m.attentionMask();
+            boolean gtHalf = am.dtype() == DType.FLOAT32 && floatMaskGreaterThanHalf(g.fastPath(), m.auto());
+            MemorySegment bytes = bools(be, am, gtHalf, scratch);
+            long[] expanded = expandKeras("call", am.shape(), g);
+            long[] strides = kernelStrides(expanded, g);
+            if (strides != null) {
+                mask = bytes;
+                batchStride = strides[0];
+                rowStride = strides[1];
+                div = strides[2];
+            } else {
+                mask = broadcast(bytes, expanded, g.scoresShape(), scratch);
+                batchStride = (long) t * s;
+                rowStride = s;
+            }
+        }
+        MaskConvention convention = g.fastPath() ? MaskConvention.REPLACE : MaskConvention.REPLACE_THEN_ZERO;
+        long window = slidingWindow == null ? 0 : slidingWindow;
+        be.maskedSoftmax(scores, blocks, t, s, scale, mask, batchStride, rowStride, div, rowMask, colMask, n,
+                causal, window, convention);
+    }
+
+    /**
+     * The kernel's (batch stride, row stride, batch divisor) for an expanded attention
+     * mask, or null when it needs materialising: the key part must be full, the query
+     * part full or all 1, the leading part equal to the scores' up to some axis and 1
+     * after it.
+     */
+    private static long[] kernelStrides(long[] mask, Geometry g) {
+        long[] scores = g.scoresShape();
+        int k = g.attentionAxes().length;
+        int lead = scores.length - 2 * k;
+        for (int i = lead + k; i < scores.length; i++) {
+            if (mask[i] != scores[i]) {
+                return null;
+            }
+        }
+        boolean fullRows = true;
+        boolean noRows = true;
+        for (int i = lead; i < lead + k; i++) {
+            fullRows &= mask[i] == scores[i];
+            noRows &= mask[i] == 1;
+        }
+        if (!fullRows && !noRows) {
+            return null;
+        }
+        int q = 0;
+        while (q < lead && mask[q] == scores[q]) {
+            q++;
+        }
+        long div = 1;
+        for (int i = q; i < lead; i++) {
+            if (mask[i] != 1) {
+                return null;
+            }
+            div *= scores[i];
+        }
+        long rows = fullRows ? g.t() : 1;
+        return new long[] {q == 0 ? 0 : rows * g.s(), fullRows && g.t() > 1 ? g.s() : 0, q == 0 ? 1 : div};
+    }
+
+    /** Materialises a broadcast mask to the full scores shape (rare layouts only). */
+    private static MemorySegment broadcast(MemorySegment src, long[] mask, long[] scores, Scratch.Carver scratch) {
+        long total = 1;
+        for (long d : scores) {
+            total *= d;
+        }
+        MemorySegment out = scratch.bytes(total);
+        int rank = scores.length;
+        long[] srcStride = new long[rank];
+        long stride = 1;
+        for (int i = rank - 1; i >= 0; i--) {
+            srcStride[i] = mask[i] == 1 ? 0 : stride;
+            stride *= mask[i];
+        }
+        long[] index = new long[rank];
+        for (long o = 0; o < total; o++) {
+            long from = 0;
+            for (int i = 0; i < rank; i++) {
+                from += index[i] * srcStride[i];
+            }
+            out.set(ValueLayout.JAVA_BYTE, o, src.get(ValueLayout.JAVA_BYTE, from));
+            for (int i = rank - 1; i >= 0 && ++index[i] == scores[i]; i--) {
+                index[i] = 0;
+            }
+        }
+        return out;
+    }
+
+    // ---- permutation of non-consecutive attention axes ---------------------------------
+
+    /**
+     * Reorders the rows of a projection (B, dims..., [N*H]) so that the axes follow
+     * {@code permutation} (attention axes last), copying runs of {@code width} floats.
+     */
+    private static void permuteRows(MemorySegment data, MemorySegment tmp, long[] inputShape, int[] permutation,
+                                    int width) {
+        long[] dims = Arrays.copyOf(inputShape, inputShape.length - 1);
+        long rows = 1;
+        for (long d : dims) {
+            rows *= d;
+        }
+        MemorySegment.copy(data, 0, tmp, 0, rows * width * Float.BYTES);
+        movePositions(tmp, data, dims, permutation, width, false);
+    }
+
+    /** The inverse of {@link #permuteRows}, for the attention output. */
+    private static void unpermuteRows(MemorySegment data, MemorySegment tmp, long[] inputShape, int[] permutation,
+                                      int width) {
+        long[] dims = Arrays.copyOf(inputShape, inputShape.length - 1);
+        long rows = 1;
+        for (long d : dims) {
+            rows *= d;
+        }
+        MemorySegment.copy(data, 0, tmp, 0, rows * width * Float.BYTES);
+        movePositions(tmp, data, dims, permutation, width, true);
+    }
+
+    private static void movePositions(MemorySegment from, MemorySegment to, long[] dims, int[] permutation,
+                                      int width, boolean inverse) {
+        int rank = dims.length;
+        long[] permuted = new long[rank];
+        for (int i = 0; i < rank; i++) {
+            permuted[i] = dims[permutation[i]];
+        }
+        long[] strideOriginal = new long[rank];
+        long[] stridePermuted = new long[rank];
+        long a = 1;
+        long b = 1;
+        for (int i = rank - 1; i >= 0; i--) {
+            strideOriginal[i] = a;
+            a *= dims[i];
+            stridePermuted[i] = b;
+            b *= permuted[i];
+        }
+        long[] index = new long[rank]; // over the original dims
+        long bytes = (long) width * Float.BYTES;
+        for (long o = 0; o < a; o++) {
+            long p = 0;
+            for (int i = 0; i < rank; i++) {
+                // original axis permutation[i] sits at position i of the permuted layout
+                p += index[permutation[i]] * stridePermuted[i];
+            }
+            if (inverse) {
+                MemorySegment.copy(from, p * bytes, to, o * bytes, bytes);
+            } else {
+                MemorySegment.copy(from, o * bytes, to, p * bytes, bytes);
+            }
+            for (int i = rank - 1; i >= 0 && ++index[i] == dims[i]; i--) {
+                index[i] = 0;
+            }
+        }
+    }
+}
