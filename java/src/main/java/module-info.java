@@ -9,8 +9,11 @@
  */
 module dev.attn4j {
     requires com.fasterxml.jackson.databind;
+    requires io.jhdf;
+    requires java.desktop; // the demo's heatmap PNGs (java.awt.image, javax.imageio)
 
     exports dev.attn4j;
     exports dev.attn4j.layers;
+    exports dev.attn4j.keras;
     exports dev.attn4j.conformance;
 }

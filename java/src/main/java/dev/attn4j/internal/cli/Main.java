@@ -2,14 +2,15 @@ package dev.attn4j.internal.cli;
 
 import dev.attn4j.Attn4j;
 import dev.attn4j.conformance.ConformanceRunner;
+import java.io.IOException;
 import java.nio.file.Path;
 import java.util.Arrays;
 
 /**
  * Entry point of the {@code ./attn4j} launcher. Commands: {@code info} prints the
  * native diagnostic; {@code conformance PATH...} runs Keras golden case files or
- * folders; {@code run} will run the Keras demo model once the demo lands (for now it
- * says so and prints the diagnostic).
+ * folders; {@code run [MODEL.keras] [--input NAME=FILE.npy ...] [--out DIR] [--repeat N]}
+ * runs a Keras model (by default the bundled encoder block), see {@link Demo}.
  */
 public final class Main {
     private Main() {}
@@ -27,9 +28,12 @@ public final class Main {
                         Arrays.stream(args, 1, args.length).map(Path::of).toList(), System.out));
             }
             case "run" -> {
-                System.out.println("attn4j run: not yet: the Keras demo (a saved encoder block and its attention "
-                        + "heatmaps) comes with the Keras interoperability work. The runtime it will use:");
-                System.out.println(Attn4j.info());
+                try {
+                    System.exit(Demo.run(Arrays.copyOfRange(args, 1, args.length), System.out));
+                } catch (IllegalArgumentException | UnsupportedOperationException | IOException e) {
+                    System.err.println("attn4j run: " + e.getMessage());
+                    System.exit(2);
+                }
             }
             default -> {
                 System.err.println("attn4j: unknown command '" + command + "'; expected run, info or conformance");
