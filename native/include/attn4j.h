@@ -319,6 +319,119 @@ ATTN4J_API int attn4j_mul_f32(float *x, const float *y, int64_t n);
  */
 ATTN4J_API int attn4j_mask_from_f32(const float *m, uint8_t *out, int64_t n, int32_t mode);
 
+/*
+ * attn4j_flash_attention_f32: scaled dot-product attention, softmax(scale Q K^T) V,
+ * fused and tiled ("flash attention" with an online softmax), so that the
+ * (tq, tk) score matrix never exists: memory is O(workspace), not O(tq * tk).
+ *
+ * Shapes and addressing (strides in elements). There are batch_heads independent
+ * problems bh = b * inner + h (b < batch_heads / inner, h < inner); in each, q is
+ * (tq, d), k is (tk, d), v is (tk, dv) and o is (tq, dv), row-major with row
+ * strides ldq, ldk, ldv, ldo (elements within a row are contiguous), starting at
+ *
+ *     q:  q + b * q_outer + h * q_inner
+ *     k:  k + b * k_outer + (h / kv_repeat) * k_inner     (kv_repeat > 1: grouped-
+ *     v:  v + b * v_outer + (h / kv_repeat) * v_inner      query attention, heads
+ *     o:  o + b * o_outer + h * o_inner                    share k and v)
+ *
+ * the (outer, inner) addressing of the Java backend's batched GEMM, so that the
+ * projections of a multi-head layer laid out (B, T, N, H) are read and written in
+ * place: inner = N, q_outer = T * N * H, q_inner = H, ldq = N * H (and likewise
+ * (B, S, N / kv_repeat, H) for k and v). Dense (BH, T, d) tensors are inner = 1,
+ * q_outer = tq * d, ldq = d.
+ *
+ * For every bh, query i < tq and output channel c < dv:
+ *
+ *     x_j = scale * sum_p q[i, p] * k[j, p]                     (j < tk)
+ *     keep_j = (col_mask == NULL || col_mask[(bh / col_mask_div) * tk + j] != 0)
+ *              && (!causal || j <= i)
+ *     o[i, c] = sum_{kept j} exp(x_j - max) v[j, c] / sum_{kept j} exp(x_j - max)
+ *
+ * with max over the kept x_j. This is Keras's ops.dot_product_attention (the
+ * MHA / GQA "fast path", ATTN4J_MASK_REPLACE above): masked logits are
+ * -0.7 * FLT_MAX there, so they get probability exactly 0 whenever a row keeps
+ * some key (for kept logits above -1e38, i.e. always in practice), and
+ *
+ *   - a fully masked row (no key kept: every key padded out, or causal with the
+ *     keys j <= i all padded out) is uniform over ALL tk keys, as in Keras:
+ *     o[i, c] = sum_{j < tk} v[j, c] / tk (summed in double, rounded once).
+ *
+ * The causal mask is top-left aligned (j <= i) also when tq != tk, as Keras and
+ * attn4j_masked_softmax_ex_f32 build it: with tq > tk the rows i >= tk keep every
+ * key; with tq < tk the keys j > i are never seen by row i. col_mask is the key
+ * (value) padding mask of attn4j_masked_softmax_ex_f32, one byte per key, 0 =
+ * masked: (batch_heads / col_mask_div, tk) dense, col_mask_div = N for a (B, S)
+ * mask shared by the N heads of each batch entry.
+ *
+ * Cost: 2 * batch_heads * tq * tk * (d + dv) flops (causal with tq = tk: about
+ * half), in blocks of 32 query rows by 64 keys; key blocks that no query of a
+ * block keeps (above the causal diagonal, or fully padded out) are skipped
+ * unread. No allocation; the only memory touched beyond q, k, v, o and col_mask
+ * is `workspace`.
+ *
+ * Accuracy: q is scaled first (scale * q[i, p], rounded to float), the dot
+ * products, the running sums of the softmax and of the output are float32
+ * accumulations (in an unspecified order, with fused multiply-adds on the vector
+ * paths), the exp is within 2 ulp, and the output is the accumulated sum times
+ * the float reciprocal of the softmax sum. For inputs with |x_j| up to ~100 the result
+ * is within a few 1e-6 of the exact softmax(QK^T) V relative to max_j |v[j, c]|
+ * (test/test_flash.c checks that bound). The thread count never changes a
+ * result (each (bh, block of 32 query rows) is computed by one thread, in a fixed
+ * order); the instruction set does, in the last bits.
+ *
+ * Non-finite input: a NaN or +inf logit of a kept key makes its row NaN (as in
+ * Keras); a -inf one has probability 0 (a row whose kept logits are all -inf
+ * counts as fully masked). The logit of a masked key is replaced, never used, so
+ * NaN or inf in the k row of a masked key has no effect. Non-finite values in the
+ * v row of a key with probability 0 may or may not make the output row NaN
+ * (Keras: NaN, 0 * inf), depending on whether its key block was skipped.
+ *
+ * Threads: nthreads >= 1 threads share the work, split by (bh, block of 32 query
+ * rows): the calling thread and up to nthreads - 1 POSIX threads created for this
+ * call and joined before it returns (no pool, no state kept between calls; a call
+ * too small to pay for a thread creation, ~8 Mflop per thread, uses fewer). If a
+ * thread cannot be created the others do its share. The result does not depend
+ * on nthreads.
+ *
+ * Workspace: `workspace` must hold at least
+ * attn4j_flash_workspace_bytes(tq, tk, d, dv, nthreads) bytes (any alignment; it
+ * is aligned up to 64 bytes inside); its contents on entry and exit are
+ * unspecified. It must not overlap q, k, v, o or col_mask.
+ *
+ * Requirements: q, k, v, o, workspace != NULL; batch_heads, inner, kv_repeat, tq,
+ * tk, d, dv, col_mask_div >= 1; batch_heads % inner == 0; inner % kv_repeat == 0;
+ * ldq, ldk >= d; ldv, ldo >= dv; every outer / inner stride >= 0; 1 <= nthreads
+ * <= 1024; workspace_bytes at least the size above; every tensor's span (the last
+ * element it addresses) and the col_mask's within PTRDIFF_MAX bytes. Otherwise
+ * ATTN4J_EINVAL and o is untouched. The rows of o (over every bh and i) must not
+ * overlap each other, q, k, v or col_mask; q, k, v and col_mask may alias each
+ * other (they are only read). scale may be any float (a NaN scale gives NaN rows).
+ *
+ * ATTN4J_ISA selects the kernels as for every function here.
+ */
+ATTN4J_API int attn4j_flash_attention_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner,
+                                          const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner,
+                                          const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner,
+                                          float *o, int64_t ldo, int64_t o_outer, int64_t o_inner,
+                                          int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq,
+                                          int64_t tk, int64_t d, int64_t dv, float scale,
+                                          const uint8_t *col_mask, int64_t col_mask_div, int32_t causal,
+                                          void *workspace, int64_t workspace_bytes, int32_t nthreads);
+
+/*
+ * attn4j_flash_workspace_bytes: the bytes of `workspace` that
+ * attn4j_flash_attention_f32 needs for these sizes and thread count: per thread,
+ * a block of 32 packed query rows (d floats each), the 32 x 64 scores of one
+ * block, the 32 x dv output accumulator, three 32-float vectors and dv floats,
+ * each 64-byte aligned; plus 64 bytes. It does not grow with tq or tk (they are
+ * arguments so that a later tiling may use them): for d = dv = 64 it is 25,216
+ * bytes per thread + 64.
+ *
+ * Returns ATTN4J_EINVAL (negative) unless tq, tk, d, dv >= 1 and
+ * 1 <= nthreads <= 1024 and the size fits an int64_t.
+ */
+ATTN4J_API int64_t attn4j_flash_workspace_bytes(int64_t tq, int64_t tk, int64_t d, int64_t dv, int32_t nthreads);
+
 /* The library version, "MAJOR.MINOR.PATCH". Static storage; never freed. */
 ATTN4J_API const char *attn4j_version(void);
 

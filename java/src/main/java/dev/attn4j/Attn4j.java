@@ -13,6 +13,13 @@ import java.nio.file.Path;
  * with the other requests and add latency jitter. A process that runs one large
  * call at a time can raise it. The setting is process-wide (OpenBLAS keeps one
  * global thread pool).
+ *
+ * <p><b>Thread safety.</b> {@link #info()} and {@link #numThreads()} may be called from
+ * any thread at any time. {@link #setNumThreads(int)} changes that process-wide pool:
+ * call it when no attn4j call is running (at start-up, or between batches of work), as
+ * OpenBLAS does not promise that resizing its pool is safe while other threads are
+ * inside a BLAS call. Layers ({@link dev.attn4j.layers.AttentionLayer}), {@link Ops} and
+ * {@link Tensor} state their own rules.
  */
 public final class Attn4j {
     private Attn4j() {}

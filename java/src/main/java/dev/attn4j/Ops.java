@@ -9,12 +9,14 @@ import java.util.Objects;
 
 /**
  * The computing primitives under the layers, public for pipelines that need them on
- * their own: batched matrix products (OpenBLAS) and the fused masked softmax
- * (libattn4j). All arguments are checked here, before any native call; a bad
+ * their own: batched matrix products (OpenBLAS), the fused masked softmax and fused
+ * (flash) attention (libattn4j). All arguments are checked here, before any native call; a bad
  * argument costs an exception naming it, never the process.
  *
- * <p>Thread-safe: calls may run concurrently as long as they do not write the same
- * tensor.
+ * <p>Thread-safe: calls may run concurrently from many threads as long as no tensor
+ * that one call writes ({@code out}, {@code scores}) is read or written by another
+ * call at the same time (the same rule as for arrays). Tensors of a confined arena can
+ * only be used from its owner thread, as for any {@link java.lang.foreign.MemorySegment}.
  */
 public final class Ops {
     private Ops() {}
@@ -186,8 +188,128 @@ public final class Ops {
                 maskBatchStride, maskRowStride, maskBatchDiv, causal, convention);
     }
 
+    /**
+     * Scaled dot-product attention, {@code out = softmax(scale * q k^T) v} over the last
+     * two axes, fused and tiled in native code so that the (T, S) score matrix is never
+     * built: memory beyond the tensors is a small per-thread workspace (25 KiB per
+     * thread for d = dv = 64, whatever T and S), so long sequences cost time, not
+     * memory.
+     *
+     * <p>Shapes (float32, any leading batch axes {@code batch...}, e.g. (B, H), the same
+     * for all four): {@code q} (batch..., T, d), {@code k} (batch..., S, d), {@code v}
+     * (batch..., S, dv), {@code out} (batch..., T, dv). {@code out} is overwritten and
+     * must not overlap q, k or v.
+     *
+     * <p>Semantics: Keras's {@code ops.dot_product_attention} (what MultiHeadAttention
+     * and GroupQueryAttention run on their fast path), i.e. {@link #maskedSoftmax} with
+     * {@link MaskConvention#REPLACE} between two products. With {@code causal}, query i
+     * sees the keys j <= i (top-left aligned also when T != S, as Keras builds the mask),
+     * so every row keeps key 0 and no row is fully masked. S = 0 gives an all-zero
+     * {@code out} (an empty sum, as {@link #matmul} gives for K = 0).
+     *
+     * <p>Accuracy: the products and the softmax sums are float32 accumulations (not
+     * double), within a few 1e-6 of the exact result relative to the magnitude of v
+     * for ordinary inputs; the unfused path rounds differently, not less.
+     *
+     * <p>Threads: the call uses {@link Attn4j#numThreads()} threads (the OpenBLAS setting),
+     * splitting the work by (batch entry, block of 32 query rows); the result does not
+     * depend on the thread count.
+     *
+     * @param scale the factor of the logits, usually {@code 1 / sqrt(d)}; any float
+     * @throws IllegalArgumentException naming the argument when a tensor is null, not
+     *         float32, of the wrong rank or shape, read-only ({@code out}), or when
+     *         {@code out} overlaps an input or d = 0 with T, S, dv > 0
+     */
+    public static void attention(Tensor q, Tensor k, Tensor v, Tensor out, float scale, boolean causal) {
+        // final: a constant, so the messages below are built at compile time, and a
+        // call that passes its checks allocates nothing on the Java heap.
+        final String action = "attention";
+        requireFloat(action, "q", q);
+        requireFloat(action, "k", k);
+        requireFloat(action, "v", v);
+        requireFloat(action, "out", out);
+        int rank = q.rank();
+        if (rank < 2) {
+            throw new IllegalArgumentException(action + ": q must have rank >= 2 (batch..., T, d), but has shape "
+                    + shape(q));
+        }
+        requireRank(action, "k", k, rank, "(batch..., S, d)");
+        requireRank(action, "v", v, rank, "(batch..., S, dv)");
+        requireRank(action, "out", out, rank, "(batch..., T, dv)");
+        long batch = 1;
+        for (int i = 0; i < rank - 2; i++) {
+            long b = q.dim(i);
+            if (k.dim(i) != b || v.dim(i) != b || out.dim(i) != b) {
+                throw new IllegalArgumentException(action + ": batch dimensions differ at axis " + i + ": q "
+                        + shape(q) + ", k " + shape(k) + ", v " + shape(v) + ", out " + shape(out));
+            }
+            batch *= b;
+        }
+        long t = q.dim(-2);
+        long d = q.dim(-1);
+        long s = k.dim(-2);
+        long dv = v.dim(-1);
+        if (k.dim(-1) != d) {
+            throw new IllegalArgumentException(action + ": k must have the last dimension of q, d = " + d
+                    + " (q " + shape(q) + "), but has shape " + shape(k));
+        }
+        if (v.dim(-2) != s) {
+            throw new IllegalArgumentException(action + ": v must have as many rows as k, S = " + s
+                    + " (k " + shape(k) + "), but has shape " + shape(v));
+        }
+        if (out.dim(-2) != t || out.dim(-1) != dv) {
+            throw new IllegalArgumentException(action + ": out must have shape (batch..., T = " + t + ", dv = " + dv
+                    + "), but has shape " + shape(out));
+        }
+        requireWritable(action, "out", out);
+        requireDisjoint(action, out, "q", q);
+        requireDisjoint(action, out, "k", k);
+        requireDisjoint(action, out, "v", v);
+        q.checkAlive(action + " (q)");
+        k.checkAlive(action + " (k)");
+        v.checkAlive(action + " (v)");
+        out.checkAlive(action + " (out)");
+        if (batch == 0 || t == 0 || dv == 0) {
+            return;
+        }
+        if (s == 0) {
+            out.segment().fill((byte) 0); // softmax over no keys, then an empty sum
+            return;
+        }
+        if (d == 0) {
+            throw new IllegalArgumentException(action + ": q and k must have a last dimension d >= 1, but q has shape "
+                    + shape(q) + " and k " + shape(k));
+        }
+        Backends.get().flashAttention(q.segment(), d, t * d, 0,
+                k.segment(), d, s * d, 0,
+                v.segment(), dv, s * dv, 0,
+                out.segment(), dv, t * dv, 0,
+                batch, 1, 1, t, s, d, dv, scale, MemorySegment.NULL, 1, causal, Attn4j.numThreads());
+    }
+
+    private static void requireRank(String action, String name, Tensor t, int rank, String layout) {
+        if (t.rank() != rank) {
+            throw new IllegalArgumentException(action + ": " + name + " must have the rank of q (" + rank + ") "
+                    + layout + ", but has shape " + shape(t));
+        }
+    }
+
+    /** out is written while the inputs are read: they must not share a byte. */
+    private static void requireDisjoint(String action, Tensor out, String name, Tensor in) {
+        long a = out.segment().address();
+        long b = in.segment().address();
+        if (a < b + in.segment().byteSize() && b < a + out.segment().byteSize()
+                && out.segment().byteSize() > 0 && in.segment().byteSize() > 0) {
+            throw new IllegalArgumentException(action + ": out must not overlap " + name + ", but out "
+                    + shape(out) + " at 0x" + Long.toHexString(a) + " and " + name + " " + shape(in) + " at 0x"
+                    + Long.toHexString(b) + " share memory");
+        }
+    }
+
     private static void requireFloat(String action, String name, Tensor t) {
-        Objects.requireNonNull(t, () -> action + ": " + name + " must not be null");
+        if (t == null) { // not requireNonNull with a capturing lambda: that allocates on every call
+            throw new NullPointerException(action + ": " + name + " must not be null");
+        }
         if (t.dtype() != DType.FLOAT32) {
             throw new IllegalArgumentException(action + ": " + name + " must be float32, but is " + t);
         }

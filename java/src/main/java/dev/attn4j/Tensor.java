@@ -50,8 +50,8 @@ public final class Tensor {
     /** A float32 tensor in {@code arena} holding a copy of {@code data}. */
     public static Tensor of(Arena arena, float[] data, long... shape) {
         Objects.requireNonNull(data, "Tensor.of: data must not be null");
+        requireLength("Tensor.of", data.length, shape); // before allocating: a wrong shape costs no memory
         Tensor t = allocate("Tensor.of", arena, DType.FLOAT32, shape);
-        requireLength("Tensor.of", data.length, t);
         MemorySegment.copy(data, 0, t.segment, ValueLayout.JAVA_FLOAT, 0, data.length);
         return t;
     }
@@ -64,8 +64,8 @@ public final class Tensor {
     /** A boolean mask in {@code arena} holding a copy of {@code data}. */
     public static Tensor ofMask(Arena arena, boolean[] data, long... shape) {
         Objects.requireNonNull(data, "Tensor.ofMask: data must not be null");
+        requireLength("Tensor.ofMask", data.length, shape);
         Tensor t = allocate("Tensor.ofMask", arena, DType.BOOL, shape);
-        requireLength("Tensor.ofMask", data.length, t);
         for (int i = 0; i < data.length; i++) {
             t.segment.set(ValueLayout.JAVA_BYTE, i, data[i] ? (byte) 1 : (byte) 0);
         }
@@ -152,6 +152,15 @@ public final class Tensor {
             return Math.multiplyExact(n, (long) dtype.byteSize());
         } catch (ArithmeticException e) {
             throw new IllegalArgumentException(action + ": " + n + " elements of " + dtype + " overflow a byte count", e);
+        }
+    }
+
+    private static void requireLength(String action, int length, long[] shape) {
+        long[] s = checkShape(action, shape);
+        long n = elementCount(action, s);
+        if (length != n) {
+            throw new IllegalArgumentException(action + ": data has " + length + " elements, but shape "
+                    + Arrays.toString(s) + " needs " + n);
         }
     }
 

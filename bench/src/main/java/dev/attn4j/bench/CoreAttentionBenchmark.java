@@ -1,10 +1,10 @@
 package dev.attn4j.bench;
 
-import dev.attn4j.MaskConvention;
-import dev.attn4j.Ops;
+import ai.onnxruntime.OrtException;
 import dev.attn4j.Tensor;
+import dev.attn4j.bench.onnx.AttentionModels;
 import java.lang.foreign.Arena;
-import java.util.SplittableRandom;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -21,61 +21,166 @@ import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
 /**
- * Core scaled-dot-product attention through the public primitives: scores = Q K^T
- * (batched GEMM), fused scale + softmax, out = P V (batched GEMM), over (B*H, T, d)
- * blocks. Shapes follow the benchmark plan: "A" is B=8, H=8, T=S=256, d=64; "B" is the
- * latency shape B=1, H=8, T=S=32, d=64. One OpenBLAS thread (the library default).
+ * Core scaled-dot-product attention, softmax(scale Q K^T [causal]) V, on the shapes of
+ * {@link CoreShape}, by each contender on the same inputs:
+ * <ul>
+ *   <li>{@code attn4j}: what the report's attn4j rows measure ({@link Attn4jCore}: the
+ *       fused {@code Ops.attention} when the library has it, else the unfused public path);
+ *   <li>{@code attn4jUnfused}: always the unfused public path (Ops.matmul,
+ *       Ops.maskedSoftmax, Ops.matmul through a score buffer);
+ *   <li>{@code onnxRuntime}: ONNX Runtime's CPU provider running one opset-23
+ *       {@code Attention} node ({@link AttentionModels#core});
+ *   <li>{@code vectorApi}: the plain Java baseline ({@link VectorAttention}), one thread
+ *       whatever {@code threads} says.
+ * </ul>
+ * {@code threads} is OpenBLAS's thread count and ONNX Runtime's intra-op thread count.
+ * Every trial first checks its contender's output (against double-precision attention
+ * on sampled rows; ONNX Runtime also against attn4j's whole output) and fails if it is
+ * off by more than 1e-4.
  */
-@State(Scope.Thread)
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Warmup(iterations = 3, time = 1)
-@Measurement(iterations = 5, time = 1)
-@Fork(value = 1, jvmArgsAppend = {"--enable-native-access=ALL-UNNAMED", "-Xms1g", "-Xmx1g"})
+@BenchmarkMode(Mode.SampleTime)
+@OutputTimeUnit(TimeUnit.MILLISECONDS)
+@Warmup(iterations = 5, time = 1)
+@Measurement(iterations = 10, time = 1)
+@Fork(value = 1, jvmArgsAppend = {"-Xms2g", "-Xmx2g", "--enable-native-access=ALL-UNNAMED",
+        "--add-modules", "jdk.incubator.vector"})
 public class CoreAttentionBenchmark {
 
-    @Param({"A", "B"})
-    public String shape;
+    /** Shape and thread count, shared by every contender's state. */
+    @State(Scope.Thread)
+    public abstract static class Params {
+        @Param({"A", "B", "D", "E", "F"})
+        public CoreShape shape;
 
-    private Arena arena;
-    private Tensor q, k, v, scores, out;
-    private float scale;
+        @Param({"1", "2"})
+        public int threads;
 
-    @Setup(Level.Trial)
-    public void setUp() {
-        int batchHeads = shape.equals("A") ? 8 * 8 : 8;
-        int t = shape.equals("A") ? 256 : 32;
-        int d = 64;
-        arena = Arena.ofShared();
-        SplittableRandom random = new SplittableRandom(42);
-        q = random(arena, random, batchHeads, t, d);
-        k = random(arena, random, batchHeads, t, d);
-        v = random(arena, random, batchHeads, t, d);
-        scores = Tensor.allocate(arena, batchHeads, t, t);
-        out = Tensor.allocate(arena, batchHeads, t, d);
-        scale = (float) (1 / Math.sqrt(d));
-    }
+        CoreInputs in;
 
-    private static Tensor random(Arena arena, SplittableRandom random, long... shape) {
-        Tensor t = Tensor.allocate(arena, shape);
-        float[] data = new float[(int) t.size()];
-        for (int i = 0; i < data.length; i++) {
-            data[i] = (float) random.nextDouble(-1, 1);
+        @TearDown(Level.Trial)
+        public void tearDown() throws Exception {
+            closeContender();
+            in.close();
         }
-        t.copyFrom(data);
-        return t;
+
+        /** Runs before the inputs are freed: allocation probes, closing sessions. */
+        void closeContender() throws Exception {}
     }
 
-    @TearDown(Level.Trial)
-    public void tearDown() {
-        arena.close();
+    @State(Scope.Thread)
+    public static class Attn4jState extends Params {
+        Tensor q;
+        Tensor out;
+        Tensor scores;
+
+        @Setup(Level.Trial)
+        public void setUp() {
+            in = new CoreInputs(shape, threads);
+            q = Attn4jCore.grouped(shape, in.q);
+            out = Attn4jCore.grouped(shape, in.out);
+            if (!Attn4jCore.USE_FUSED) {
+                scores = Tensor.allocate(in.arena, Attn4jCore.scoresShape(shape));
+            }
+            run();
+            BenchData.requireAttention("attn4j (" + Attn4jCore.variant() + ")", shape, in.q, in.k, in.v, in.out);
+        }
+
+        @Override
+        void closeContender() {
+            AllocationProbe.measure("attn4j", shape.name(), threads, this::run);
+        }
+
+        void run() {
+            if (Attn4jCore.USE_FUSED) {
+                Attn4jCore.fused(q, in.k, in.v, out, shape.scale(), shape.causal);
+            } else {
+                Attn4jCore.unfused(q, in.k, in.v, scores, out, shape.scale(), shape.causal);
+            }
+        }
+    }
+
+    @State(Scope.Thread)
+    public static class UnfusedState extends Params {
+        Tensor q;
+        Tensor out;
+        Tensor scores;
+
+        @Setup(Level.Trial)
+        public void setUp() {
+            in = new CoreInputs(shape, threads);
+            q = Attn4jCore.grouped(shape, in.q);
+            out = Attn4jCore.grouped(shape, in.out);
+            scores = Tensor.allocate(in.arena, Attn4jCore.scoresShape(shape));
+            Attn4jCore.unfused(q, in.k, in.v, scores, out, shape.scale(), shape.causal);
+            BenchData.requireAttention("attn4j unfused", shape, in.q, in.k, in.v, in.out);
+        }
+
+        @Override
+        void closeContender() {
+            AllocationProbe.measure("attn4jUnfused", shape.name(), threads,
+                    () -> Attn4jCore.unfused(q, in.k, in.v, scores, out, shape.scale(), shape.causal));
+        }
+    }
+
+    @State(Scope.Thread)
+    public static class OrtState extends Params {
+        OrtRunner ort;
+
+        @Setup(Level.Trial)
+        public void setUp() throws OrtException {
+            in = new CoreInputs(shape, threads);
+            byte[] model = AttentionModels.core(shape.batch, shape.heads, shape.kvHeads, shape.t, shape.s, shape.d,
+                    shape.scale(), shape.causal);
+            ort = new OrtRunner(model, threads, Map.of("Q", in.q, "K", in.k, "V", in.v), "Y", in.out);
+            ort.run();
+            BenchData.requireAttention("ONNX Runtime", shape, in.q, in.k, in.v, in.out);
+            try (Arena arena = Arena.ofConfined()) {
+                BenchData.requireClose("ONNX Runtime vs attn4j (" + Attn4jCore.variant() + ")",
+                        in.attn4jOutput(arena), in.out);
+            }
+        }
+
+        @Override
+        void closeContender() throws OrtException {
+            AllocationProbe.measure("onnxRuntime", shape.name(), threads, ort::runUnchecked);
+            ort.close();
+        }
+    }
+
+    @State(Scope.Thread)
+    public static class VectorState extends Params {
+        VectorAttention attention;
+
+        @Setup(Level.Trial)
+        public void setUp() {
+            in = new CoreInputs(shape, threads);
+            attention = new VectorAttention(shape);
+            attention.compute(in.q.segment(), in.k.segment(), in.v.segment(), in.out.segment());
+            BenchData.requireAttention("Vector API baseline", shape, in.q, in.k, in.v, in.out);
+        }
     }
 
     @Benchmark
-    public Tensor attention() {
-        Ops.matmul(q, false, k, true, scores);
-        Ops.maskedSoftmax(scores, scale, null, false, MaskConvention.REPLACE);
-        Ops.matmul(scores, false, v, false, out);
-        return out;
+    public Tensor attn4j(Attn4jState s) {
+        s.run();
+        return s.out;
+    }
+
+    @Benchmark
+    public Tensor attn4jUnfused(UnfusedState s) {
+        Attn4jCore.unfused(s.q, s.in.k, s.in.v, s.scores, s.out, s.shape.scale(), s.shape.causal);
+        return s.out;
+    }
+
+    @Benchmark
+    public Tensor onnxRuntime(OrtState s) throws OrtException {
+        s.ort.run();
+        return s.in.out;
+    }
+
+    @Benchmark
+    public Tensor vectorApi(VectorState s) {
+        s.attention.compute(s.in.q.segment(), s.in.k.segment(), s.in.v.segment(), s.in.out.segment());
+        return s.in.out;
     }
 }

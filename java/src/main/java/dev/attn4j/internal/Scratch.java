@@ -10,14 +10,35 @@ import java.lang.foreign.MemorySegment;
  * belongs to an automatic arena and is freed once its thread is gone.
  *
  * <p>Use: {@code MemorySegment s = Scratch.floats(n);} valid until the same thread
- * asks for scratch again. Calls do not nest on one thread, so one block suffices.
+ * asks for scratch again. Calls do not nest on one thread, so one block suffices;
+ * native kernels that need a workspace get it from a second block,
+ * {@link #workspace(long)}, which a caller's scratch regions never share.
  */
 public final class Scratch {
     private static final ThreadLocal<Scratch> LOCAL = ThreadLocal.withInitial(Scratch::new);
 
     private MemorySegment block = MemorySegment.NULL;
+    private MemorySegment workspace = MemorySegment.NULL;
 
     private Scratch() {}
+
+    /**
+     * This thread's native-kernel workspace: a segment of at least {@code bytes} bytes
+     * (64-byte aligned, contents undefined), for kernels that take a caller-owned
+     * workspace and its size ({@code attn4j_flash_attention_f32}). A block of its own,
+     * separate from the one {@link #floats} and {@link #carver} hand out, so a caller
+     * that holds carved regions can call such a kernel without the two overlapping.
+     * Valid until this thread asks for a workspace again. The whole block is returned,
+     * not a slice, and it grows like the scratch block, so steady calls allocate
+     * nothing at all, not even a segment object.
+     */
+    public static MemorySegment workspace(long bytes) {
+        Scratch s = LOCAL.get();
+        if (s.workspace.byteSize() < bytes) {
+            s.workspace = grow(s.workspace, bytes);
+        }
+        return s.workspace;
+    }
 
     /** A segment of {@code count} floats (contents undefined), owned by this thread. */
     public static MemorySegment floats(long count) {
@@ -59,9 +80,13 @@ public final class Scratch {
 
     private MemorySegment bytes(long size) {
         if (block.byteSize() < size) {
-            long grown = Math.max(size, block.byteSize() + block.byteSize() / 2);
-            block = Arena.ofAuto().allocate(grown, 64);
+            block = grow(block, size);
         }
         return block.asSlice(0, size);
+    }
+
+    private static MemorySegment grow(MemorySegment old, long size) {
+        long grown = Math.max(size, old.byteSize() + old.byteSize() / 2);
+        return Arena.ofAuto().allocate(grown, 64);
     }
 }

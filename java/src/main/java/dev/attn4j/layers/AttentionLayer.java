@@ -195,6 +195,10 @@ public abstract class AttentionLayer implements AutoCloseable {
                 throw new IllegalArgumentException(action + ": weight " + i + " (" + w.get(i).path()
                         + ") must be float32 of shape " + Arrays.toString(w.get(i).shape()) + ", but is " + t);
             }
+            if (!t.isAlive()) {
+                throw new IllegalStateException(action + ": weight " + i + " (" + w.get(i).path() + "): the arena of "
+                        + t + " is closed");
+            }
             arrays[i] = t.toFloatArray();
         }
         setWeights(arrays);

@@ -81,10 +81,30 @@ final class Configs {
         if (v == null) {
             return null;
         }
-        if (v instanceof Number n && n.doubleValue() == Math.rint(n.doubleValue())) {
-            return n.longValue();
+        Long exact = exactLong(v);
+        if (exact != null) {
+            return exact;
         }
         throw new IllegalArgumentException(layer + ".fromConfig: '" + key + "' must be an integer or null, but is " + v);
+    }
+
+    /**
+     * An integral number within the long range as a long, else null: never a rounded,
+     * saturated or wrapped value ({@code BigInteger.longValue()} keeps the low 64 bits,
+     * {@code (long) 1e30} saturates).
+     */
+    private static Long exactLong(Object v) {
+        if (v instanceof Long || v instanceof Integer || v instanceof Short || v instanceof Byte) {
+            return ((Number) v).longValue();
+        }
+        if (v instanceof java.math.BigInteger b) {
+            return b.bitLength() < 64 ? b.longValue() : null;
+        }
+        if (v instanceof Number n) {
+            double d = n.doubleValue();
+            return d == Math.rint(d) && Math.abs(d) < 0x1p63 ? (long) d : null;
+        }
+        return null;
     }
 
     /** Accepts only a float32 policy: "float32", {"name": "float32"}, or a DTypePolicy dict of it. */
@@ -127,11 +147,12 @@ final class Configs {
             long[] out = new long[list.size()];
             for (int i = 0; i < out.length; i++) {
                 Object e = list.get(i);
-                if (!(e instanceof Number n) || n.doubleValue() != Math.rint(n.doubleValue())) {
+                Long exact = exactLong(e);
+                if (exact == null) {
                     throw new IllegalArgumentException(layer + ".fromConfig: '" + key
                             + "' must be an int or a list of ints, but is " + v);
                 }
-                out[i] = n.longValue();
+                out[i] = exact;
             }
             return out;
         }

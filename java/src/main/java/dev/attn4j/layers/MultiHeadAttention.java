@@ -161,6 +161,12 @@ public final class MultiHeadAttention extends MultiHeadBase {
         }
         long[] axes = Configs.intTuple(l, config, "attention_axes");
         if (axes != null) {
+            for (long axis : axes) {
+                if (axis != (int) axis) { // a cast would wrap it to some other, maybe valid, axis
+                    throw new IllegalArgumentException(l + ".fromConfig: 'attention_axes' must hold ints, but is "
+                            + Arrays.toString(axes));
+                }
+            }
             b.attentionAxes(Arrays.stream(axes).mapToInt(x -> (int) x).toArray());
         }
         return b.build();

@@ -313,8 +313,8 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
         long t = 1;
         long s = 1;
         for (int a : axes) {
-            t *= q[a];
-            s *= v[a];
+            t = times(t, q[a]);
+            s = times(s, v[a]);
         }
         boolean consecutive = axes[axes.length - 1] - axes[0] == axes.length - 1;
         long before = q[0];
@@ -324,9 +324,9 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
                 continue;
             }
             if (consecutive && i > axes[0]) {
-                after *= q[i];
+                after = times(after, q[i]);
             } else {
-                before *= q[i];
+                before = times(before, q[i]);
             }
         }
         int[] permutation = null;
@@ -347,13 +347,20 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
         long rowsQ = 1;
         long rowsV = 1;
         for (int i = 0; i < rank - 1; i++) {
-            rowsQ *= q[i];
-            rowsV *= v[i];
+            rowsQ = times(rowsQ, q[i]);
+            rowsV = times(rowsV, v[i]);
         }
-        long blocks = before * after * queryHeads();
-        if (before * after > Integer.MAX_VALUE || blocks > Integer.MAX_VALUE || t > Integer.MAX_VALUE
-                || s > Integer.MAX_VALUE || rowsQ * Math.max(keySize(), valueSize()) * queryHeads() > Integer.MAX_VALUE
-                || rowsV * Math.max(keySize(), valueSize()) * keyValueHeads() > Integer.MAX_VALUE) {
+        long blocks = times(times(before, after), queryHeads());
+        long headWidth = Math.max(keySize(), valueSize());
+        if (t <= Integer.MAX_VALUE && s <= Integer.MAX_VALUE && t * s > Integer.MAX_VALUE) {
+            // One head's scores are one (T, S) matrix of the batched GEMM and the softmax.
+            throw new IllegalArgumentException(action + ": T * S = " + t * s + " (query positions T = " + t
+                    + ", key positions S = " + s + ") exceeds the 32-bit integer range the native calls take ("
+                    + Integer.MAX_VALUE + "), for query " + Arrays.toString(q) + " and value " + Arrays.toString(v));
+        }
+        if (times(before, after) > Integer.MAX_VALUE || blocks > Integer.MAX_VALUE || t > Integer.MAX_VALUE
+                || s > Integer.MAX_VALUE || times(times(rowsQ, headWidth), queryHeads()) > Integer.MAX_VALUE
+                || times(times(rowsV, headWidth), keyValueHeads()) > Integer.MAX_VALUE) {
             throw new IllegalArgumentException(action + ": the projected inputs of shapes " + Arrays.toString(q)
                     + " and " + Arrays.toString(v) + " exceed the 32-bit sizes the native calls take");
         }
@@ -377,12 +384,26 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
         System.arraycopy(out, 0, outputShape, rank - 1, out.length);
         long outCols = 1;
         for (long d : out) {
-            outCols *= d;
+            outCols = times(outCols, d);
+        }
+        if (outCols > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException(action + ": the output features " + Arrays.toString(out)
+                    + " exceed the 32-bit sizes the native calls take");
         }
         boolean fastPath = dropout == 0 && !returnScores && rank == 3;
         return new Geometry(q.clone(), v.clone(), key.clone(), rowsQ, rowsV, (int) before, (int) after, (int) t,
                 (int) s, axes, permutation, scores.stream().mapToLong(Long::longValue).toArray(), outputShape,
                 (int) outCols, fastPath);
+    }
+
+    /**
+     * {@code a * b} for positive sizes, saturating at {@link Long#MAX_VALUE}: the size
+     * checks above compare products with the 32-bit range and must never see a wrapped one.
+     */
+    private static long times(long a, long b) {
+        long high = Math.multiplyHigh(a, b);
+        long low = a * b;
+        return high != 0 || low < 0 ? Long.MAX_VALUE : low;
     }
 
     @Override

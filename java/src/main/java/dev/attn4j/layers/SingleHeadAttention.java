@@ -103,12 +103,18 @@ abstract sealed class SingleHeadAttention extends AttentionLayer permits Attenti
                     + "query's (" + dim + "), but " + keyName + " has shape " + Arrays.toString(key));
         }
         long batch = 1;
+        boolean partial = false;
         for (int i = 0; i < q.length - 2; i++) {
-            batch = Math.multiplyExact(batch, q[i]);
+            // Every dimension is in [1, 2^31 - 1]: stop multiplying once past the int range,
+            // so the product can neither overflow nor wrap.
+            partial |= batch > Integer.MAX_VALUE;
+            batch = partial ? batch : batch * q[i];
         }
         if (batch > Integer.MAX_VALUE || tq * tv > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException(action + ": batch (" + batch + ") and Tq * Tv (" + tq * tv
-                    + ") must each fit the 32-bit integers the native calls take");
+            String batchText = partial
+                    ? "the product of " + Arrays.toString(Arrays.copyOf(q, q.length - 2)) : Long.toString(batch);
+            throw new IllegalArgumentException(action + ": batch (" + batchText + ") and Tq * Tv (" + tq * tv
+                    + ") must each fit the 32-bit integers the native calls take (" + Integer.MAX_VALUE + ")");
         }
         return new long[] {q.length - 2, tq, tv, dim, v[v.length - 1]};
     }

@@ -67,6 +67,36 @@ public interface Backend {
                        MemorySegment rowMask, MemorySegment colMask, long padBatchDiv,
                        boolean causal, long window, MaskConvention convention);
 
+    /**
+     * Fused scaled dot-product attention without a score matrix, with the semantics of
+     * {@code attn4j_flash_attention_f32} in {@code native/include/attn4j.h}: for each of
+     * {@code batchHeads} problems {@code bh = o * inner + h}, query row i and value
+     * channel c,
+     * <pre>
+     *   x_j = scale * q_i . k_j;  kept_j = colMask byte at (bh / colMaskDiv) * tk + j != 0
+     *                                      (or colMask is NULL) and (!causal || j <= i)
+     *   out[i, c] = sum_kept softmax(x)_j v[j, c]       (no key kept: mean_j v[j, c] over all tk)
+     * </pre>
+     * Keras's ops.dot_product_attention (the {@link MaskConvention#REPLACE} convention).
+     * Matrices start at these element offsets of their segments, rows strided by
+     * {@code ld*} elements:
+     * <pre>
+     *   q_bh   at o * qOuter + h * qInner                 (tq, d)
+     *   k_bh   at o * kOuter + (h / kvRepeat) * kInner    (tk, d)
+     *   v_bh   at o * vOuter + (h / kvRepeat) * vInner    (tk, dv)
+     *   out_bh at o * oOuter + h * oInner                 (tq, dv)
+     * </pre>
+     * {@code threads} is the number of threads the call may use (>= 1); the result does
+     * not depend on it. Sizes are >= 1; {@code batchHeads % inner == 0},
+     * {@code inner % kvRepeat == 0}.
+     */
+    void flashAttention(MemorySegment q, long ldq, long qOuter, long qInner,
+                        MemorySegment k, long ldk, long kOuter, long kInner,
+                        MemorySegment v, long ldv, long vOuter, long vInner,
+                        MemorySegment out, long ldo, long oOuter, long oInner,
+                        long batchHeads, long inner, long kvRepeat, long tq, long tk, long d, long dv,
+                        float scale, MemorySegment colMask, long colMaskDiv, boolean causal, int threads);
+
     /** Activations of {@link #biasAct}, the ATTN4J_ACT_* constants of attn4j.h. */
     enum Activation { LINEAR, SIGMOID, RELU, TANH, GELU, SILU }
 

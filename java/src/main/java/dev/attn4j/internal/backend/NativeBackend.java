@@ -1,6 +1,7 @@
 package dev.attn4j.internal.backend;
 
 import dev.attn4j.MaskConvention;
+import dev.attn4j.internal.Scratch;
 import dev.attn4j.internal.ffm.GemmBatchArgs;
 import dev.attn4j.internal.ffm.Kernels;
 import dev.attn4j.internal.ffm.OpenBlas;
@@ -29,6 +30,9 @@ public final class NativeBackend implements Backend {
      * 100x100x100 products (crash) against 101x101x101 (fine).
      */
     public static final long SMALL_PRODUCT_LIMIT = 100L * 100L * 100L;
+
+    /** The most threads {@code attn4j_flash_attention_f32} accepts. */
+    static final int MAX_FLASH_THREADS = 1024;
 
     private final OpenBlas blas;
     private final Kernels kernels;
@@ -146,6 +150,25 @@ public final class NativeBackend implements Backend {
         };
         kernels.maskedSoftmax(scores, batch, tq, tv, scale, mask, maskBatchStride, maskRowStride, maskBatchDiv,
                 rowMask, colMask, padBatchDiv, causal, window, code);
+    }
+
+    /**
+     * The native kernel with its workspace from this thread's {@link Scratch#workspace}
+     * block: no native memory per call once the block has grown to the largest size
+     * this thread needed (25 KiB per thread for d = dv = 64, whatever tq and tk).
+     */
+    @Override
+    public void flashAttention(MemorySegment q, long ldq, long qOuter, long qInner,
+                               MemorySegment k, long ldk, long kOuter, long kInner,
+                               MemorySegment v, long ldv, long vOuter, long vInner,
+                               MemorySegment out, long ldo, long oOuter, long oInner,
+                               long batchHeads, long inner, long kvRepeat, long tq, long tk, long d, long dv,
+                               float scale, MemorySegment colMask, long colMaskDiv, boolean causal, int threads) {
+        int n = Math.min(threads, MAX_FLASH_THREADS);
+        MemorySegment workspace = Scratch.workspace(kernels.flashWorkspaceBytes(tq, tk, d, dv, n));
+        kernels.flashAttention(q, ldq, qOuter, qInner, k, ldk, kOuter, kInner, v, ldv, vOuter, vInner,
+                out, ldo, oOuter, oInner, batchHeads, inner, kvRepeat, tq, tk, d, dv, scale, colMask, colMaskDiv,
+                causal, workspace, n);
     }
 
     @Override

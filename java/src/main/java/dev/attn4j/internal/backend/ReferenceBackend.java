@@ -101,6 +101,66 @@ public final class ReferenceBackend implements Backend {
         }
     }
 
+    /**
+     * Plainly, row by row: the logits in double, the softmax over the kept keys in
+     * double, a row that keeps no key the mean of every value row (Keras's
+     * dot_product_attention gives it a uniform softmax over all tk keys).
+     */
+    @Override
+    public void flashAttention(MemorySegment q, long ldq, long qOuter, long qInner,
+                               MemorySegment k, long ldk, long kOuter, long kInner,
+                               MemorySegment v, long ldv, long vOuter, long vInner,
+                               MemorySegment out, long ldo, long oOuter, long oInner,
+                               long batchHeads, long inner, long kvRepeat, long tq, long tk, long d, long dv,
+                               float scale, MemorySegment colMask, long colMaskDiv, boolean causal, int threads) {
+        boolean hasMask = !colMask.equals(MemorySegment.NULL);
+        int keys = Math.toIntExact(tk);
+        double[] logits = new double[keys];
+        boolean[] kept = new boolean[keys];
+        double[] acc = new double[Math.toIntExact(dv)];
+        for (long bh = 0; bh < batchHeads; bh++) {
+            long o = bh / inner;
+            long h = bh % inner;
+            long qBase = o * qOuter + h * qInner;
+            long kBase = o * kOuter + (h / kvRepeat) * kInner;
+            long vBase = o * vOuter + (h / kvRepeat) * vInner;
+            long oBase = o * oOuter + h * oInner;
+            for (long i = 0; i < tq; i++) {
+                double max = Double.NEGATIVE_INFINITY;
+                boolean any = false;
+                for (int j = 0; j < keys; j++) {
+                    double dot = 0;
+                    for (long p = 0; p < d; p++) {
+                        dot += (double) q.getAtIndex(F32, qBase + i * ldq + p) * k.getAtIndex(F32, kBase + j * ldk + p);
+                    }
+                    logits[j] = scale * dot;
+                    kept[j] = (!hasMask || colMask.get(ValueLayout.JAVA_BYTE, (bh / colMaskDiv) * tk + j) != 0)
+                            && (!causal || j <= i);
+                    if (kept[j]) {
+                        any = true;
+                        max = Math.max(max, logits[j]); // Math.max propagates NaN: a NaN logit makes the row NaN
+                    }
+                }
+                double sum = 0;
+                for (int j = 0; j < keys; j++) {
+                    sum += kept[j] ? Math.exp(logits[j] - max) : 0;
+                }
+                java.util.Arrays.fill(acc, 0);
+                for (int j = 0; j < keys; j++) {
+                    double p = any ? (kept[j] ? Math.exp(logits[j] - max) / sum : 0) : 1.0 / keys;
+                    if (p != 0) {
+                        for (int c = 0; c < acc.length; c++) {
+                            acc[c] += p * v.getAtIndex(F32, vBase + j * ldv + c);
+                        }
+                    }
+                }
+                for (int c = 0; c < acc.length; c++) {
+                    out.setAtIndex(F32, oBase + i * ldo + c, (float) acc[c]);
+                }
+            }
+        }
+    }
+
     @Override
     public void biasAct(MemorySegment x, long rows, int cols, MemorySegment bias, Activation activation) {
         boolean hasBias = !bias.equals(MemorySegment.NULL);

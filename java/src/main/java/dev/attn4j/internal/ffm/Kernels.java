@@ -91,6 +91,37 @@ public final class Kernels {
         check(Attn4jBindings.attn4j_mul_row_mask_f32(x, rows, cols, rowMask), "attn4j_mul_row_mask_f32");
     }
 
+    /**
+     * {@code attn4j_flash_workspace_bytes}: the workspace bytes {@link #flashAttention} needs
+     * for these sizes and {@code threads}; see attn4j.h.
+     */
+    public long flashWorkspaceBytes(long tq, long tk, long d, long dv, int threads) {
+        long bytes = Attn4jBindings.attn4j_flash_workspace_bytes(tq, tk, d, dv, threads);
+        if (bytes < 0) {
+            throw new IllegalStateException("attn4j_flash_workspace_bytes(" + tq + ", " + tk + ", " + d + ", " + dv
+                    + ", " + threads + ") returned " + bytes + ": the Java side passed arguments outside the native "
+                    + "contract; this is a bug in attn4j");
+        }
+        return bytes;
+    }
+
+    /**
+     * {@code attn4j_flash_attention_f32}: fused, tiled scaled dot-product attention; see
+     * attn4j.h for the addressing (strides in elements), the masks and the workspace.
+     */
+    public void flashAttention(MemorySegment q, long ldq, long qOuter, long qInner,
+                               MemorySegment k, long ldk, long kOuter, long kInner,
+                               MemorySegment v, long ldv, long vOuter, long vInner,
+                               MemorySegment o, long ldo, long oOuter, long oInner,
+                               long batchHeads, long inner, long kvRepeat, long tq, long tk, long d, long dv,
+                               float scale, MemorySegment colMask, long colMaskDiv, boolean causal,
+                               MemorySegment workspace, int threads) {
+        check(Attn4jBindings.attn4j_flash_attention_f32(q, ldq, qOuter, qInner, k, ldk, kOuter, kInner,
+                v, ldv, vOuter, vInner, o, ldo, oOuter, oInner, batchHeads, inner, kvRepeat, tq, tk, d, dv,
+                scale, colMask, colMaskDiv, causal ? 1 : 0, workspace, workspace.byteSize(), threads),
+                "attn4j_flash_attention_f32");
+    }
+
     private static void check(int rc, String function) {
         if (rc != Attn4jBindings.ATTN4J_OK()) {
             throw new IllegalStateException(function + " returned " + rc + " (ATTN4J_EINVAL = "

@@ -1,0 +1,140 @@
+/*
+ * flash.h - what the translation units of the flash-attention family share:
+ * flash.c (argument checks, workspace, threads, the loop over blocks, the scalar
+ * kernels) and the per-ISA block kernels in flash_avx2.c / flash_avx512.c. Kept
+ * apart from internal.h so that the family is self-contained; the same rules
+ * apply (nothing exported, shared helpers static inline only).
+ *
+ * The tiling ("flash attention" with an online softmax). For one batch-head and
+ * one block of ATTN4J_FLASH_BR query rows, i0 <= i < i0 + BR, everything is held
+ * TRANSPOSED, one query per vector lane, so that every per-row statistic (running
+ * max m, running sum l, the rescale factor alpha) is a plain lane-wise vector and
+ * the softmax needs no horizontal reduction at all:
+ *
+ *   qt  (d,  BR)  scale * q[i0 + l, p] at [p][l]; lanes past the last query are 0
+ *   st  (BC, BR)  the scores of one key block, [j][l] = qt[:, l] . k[j0 + j, :],
+ *                 turned in place into the unnormalised probabilities
+ *                 p = exp(s - m_new) (0 where masked)
+ *   ot  (dv, BR)  the unnormalised output, [c][l] = sum_j p[j][l] v[j, c]
+ *
+ * k and v are read where they are, one element broadcast to every lane: the
+ * scores are st = K_blk qt, the output ot = V_blk^T st, two small GEMMs whose
+ * "A" operand is k or v in place (row stride ldk / ldv) and whose "B" operand is
+ * the packed block. Per key block j0 (ATTN4J_FLASH_BC keys, fewer at the end):
+ *
+ *   scores_fn   st[j][l] = sum_p k[j0 + j, p] * qt[p][l]
+ *   softmax_fn  masks (causal, key padding) to -inf; m_new = max(m, max_j st);
+ *               mu = m_new, or 0 where m_new = -inf (nothing kept yet, so no
+ *               -inf - -inf); alpha = exp(m - mu); st = exp(st - mu);
+ *               l = alpha * l + sum_j st; m = m_new
+ *   pv_fn       ot[c][l] = alpha[l] * ot[c][l] + sum_j v[j0 + j, c] * st[j][l]
+ *               (first block: no old ot; it is never read)
+ *
+ * and at the end o[i0 + l, c] = ot[c][l] * (1 / l[l]) (store_fn; flash.c puts the
+ * mean of v in the rows that kept no key). qt is filled by pack_fn. Every array above is
+ * 64-byte aligned and BR floats per row, whatever the ISA, so the workspace size
+ * is the same on every path.
+ */
+#ifndef ATTN4J_FLASH_H
+#define ATTN4J_FLASH_H
+
+#include <stdint.h>
+
+#include "attn4j.h"
+
+/* Query rows per block: the lanes of the packed layout (two AVX-512 vectors,
+ * four AVX2 vectors). 64 measured no faster on long sequences (flash_avx512.c)
+ * and wastes more lanes on short ones (T = 32 would fill half of them). */
+#define ATTN4J_FLASH_BR 32
+/* Keys per block: st is BC x BR floats (8 KiB), small enough to stay in L1 with
+ * qt and ot while the next block of k and v streams in. */
+#define ATTN4J_FLASH_BC 64
+
+/* st[j][l] = sum_{p < d} k[j * ldk + p] * qt[p * BR + l], j < nk, l < BR. */
+typedef void (*attn4j_flash_scores_fn)(const float *k, int64_t ldk, int64_t nk, const float *qt, int64_t d,
+                                       float *st);
+
+/*
+ * The online-softmax step over st (nk rows of BR lanes). Key j of the block is
+ * masked for every lane when key_ok != NULL and key_ok[j] == 0; with `diagonal`
+ * set, lane l of row j is masked when j - l > diag (that is key j0 + j after query
+ * i0 + l: diag = i0 - j0). m, l, alpha: BR floats each; alpha is written.
+ */
+typedef void (*attn4j_flash_softmax_fn)(float *st, int64_t nk, const uint8_t *key_ok, int32_t diagonal,
+                                        int64_t diag, float *m, float *l, float *alpha);
+
+/* ot[c][l] = (first ? 0 : alpha[l] * ot[c][l]) + sum_{j < nk} v[j * ldv + c] * st[j][l],
+ * c < dv, l < BR. */
+typedef void (*attn4j_flash_pv_fn)(const float *v, int64_t ldv, int64_t nk, const float *st, int64_t dv,
+                                   const float *alpha, int32_t first, float *ot);
+
+/* qt[p][l] = scale * q[l * ldq + p] for l < nq, 0 for nq <= l < BR; p < d. */
+typedef void (*attn4j_flash_pack_fn)(const float *q, int64_t ldq, int64_t nq, int64_t d, float scale, float *qt);
+
+/* o[l * ldo + c] = ot[c][l] * (1 / l[l]) for l < nq, c < dv (the reciprocal
+ * rounded to float, then one rounding of the product). */
+typedef void (*attn4j_flash_store_fn)(const float *ot, int64_t dv, const float *l, int64_t nq, float *o,
+                                      int64_t ldo);
+
+/*
+ * The register-tiled products of the vector kernels cover n rows (keys, or value
+ * channels) in tiles of at most `rmax` rows, as equal in height as possible (64
+ * rows with rmax 12: 11, 11, 11, 11, 10, 10), so that no tile is left with a few
+ * rows and too few accumulators to hide the FMA latency. TILE(r0, R) runs one
+ * tile of R rows from row r0; R is a literal in each case, so each height gets
+ * its own fully unrolled copy (the vector units clamp R to their own maximum,
+ * which makes the cases above it dead code they never take).
+ */
+#define ATTN4J_FLASH_TILES(n, rmax, TILE)                                                              \
+    do {                                                                                               \
+        const int64_t tiles_ = ((n) + (rmax) - 1) / (rmax);                                            \
+        const int64_t base_ = (n) / tiles_, extra_ = (n) % tiles_;                                     \
+        int64_t r0_ = 0;                                                                               \
+        for (int64_t t_ = 0; t_ < tiles_; ++t_) {                                                      \
+            const int64_t h_ = base_ + (t_ < extra_);                                                  \
+            switch (h_) {                                                                              \
+            case 12: TILE(r0_, 12); break;                                                             \
+            case 11: TILE(r0_, 11); break;                                                             \
+            case 10: TILE(r0_, 10); break;                                                             \
+            case 9: TILE(r0_, 9); break;                                                               \
+            case 8: TILE(r0_, 8); break;                                                               \
+            case 7: TILE(r0_, 7); break;                                                               \
+            case 6: TILE(r0_, 6); break;                                                               \
+            case 5: TILE(r0_, 5); break;                                                               \
+            case 4: TILE(r0_, 4); break;                                                               \
+            case 3: TILE(r0_, 3); break;                                                               \
+            case 2: TILE(r0_, 2); break;                                                               \
+            default: TILE(r0_, 1); break;                                                              \
+            }                                                                                          \
+            r0_ += h_;                                                                                 \
+        }                                                                                              \
+    } while (0)
+
+struct attn4j_flash_kernels {
+    attn4j_flash_pack_fn pack;
+    attn4j_flash_scores_fn scores;
+    attn4j_flash_softmax_fn softmax;
+    attn4j_flash_pv_fn pv;
+    attn4j_flash_store_fn store;
+};
+
+#if defined(ATTN4J_HAVE_X86)
+void attn4j_flash_pack_avx2(const float *q, int64_t ldq, int64_t nq, int64_t d, float scale, float *qt);
+void attn4j_flash_store_avx2(const float *ot, int64_t dv, const float *l, int64_t nq, float *o, int64_t ldo);
+void attn4j_flash_scores_avx2(const float *k, int64_t ldk, int64_t nk, const float *qt, int64_t d, float *st);
+void attn4j_flash_softmax_avx2(float *st, int64_t nk, const uint8_t *key_ok, int32_t diagonal, int64_t diag,
+                               float *m, float *l, float *alpha);
+void attn4j_flash_pv_avx2(const float *v, int64_t ldv, int64_t nk, const float *st, int64_t dv,
+                          const float *alpha, int32_t first, float *ot);
+
+void attn4j_flash_pack_avx512(const float *q, int64_t ldq, int64_t nq, int64_t d, float scale, float *qt);
+void attn4j_flash_store_avx512(const float *ot, int64_t dv, const float *l, int64_t nq, float *o, int64_t ldo);
+void attn4j_flash_scores_avx512(const float *k, int64_t ldk, int64_t nk, const float *qt, int64_t d,
+                                float *st);
+void attn4j_flash_softmax_avx512(float *st, int64_t nk, const uint8_t *key_ok, int32_t diagonal,
+                                 int64_t diag, float *m, float *l, float *alpha);
+void attn4j_flash_pv_avx512(const float *v, int64_t ldv, int64_t nk, const float *st, int64_t dv,
+                            const float *alpha, int32_t first, float *ot);
+#endif
+
+#endif /* ATTN4J_FLASH_H */

@@ -1,0 +1,222 @@
+/*
+ * flash_avx2.c - the block kernels of attn4j_flash_attention_f32 for AVX2 + FMA,
+ * compiled with -mavx2 -mfma; only called after cpu.c has checked the CPU. The
+ * layout and each kernel's job are in flash.h: a block row is ATTN4J_FLASH_BR =
+ * 32 lanes, four 8-lane vectors.
+ *
+ * The products are register-tiled as in flash_avx512.c, but with 16 registers a
+ * tile is R = 6 rows by NV = 2 vectors (12 accumulators, 2 loads, 1 broadcast);
+ * a block row takes BR / 16 such lane groups, one after the other.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "flash.h"
+#include "vmath_avx2.h"
+
+#define BR ATTN4J_FLASH_BR
+#define W 8
+#define NV 2 /* vectors per lane group */
+#define G (NV * W)
+#define R_MAX 6
+
+#if BR % G != 0
+#error "ATTN4J_FLASH_BR must be a multiple of 16"
+#endif
+
+/* st[r][g..g+16) = sum_p k[r * ldk + p] * qt[p][g..g+16) for r < R. */
+ALWAYS_INLINE void scores_tile(const float *k, int64_t ldk, const float *qt, int64_t d, float *st, const int R_)
+{
+    const int R = R_ < R_MAX ? R_ : R_MAX; /* see ATTN4J_FLASH_TILES */
+    __m256 acc[R_MAX][NV];
+    for (int r = 0; r < R; ++r)
+        for (int x = 0; x < NV; ++x)
+            acc[r][x] = _mm256_setzero_ps();
+    for (int64_t p = 0; p < d; ++p) {
+        __m256 b[NV];
+        for (int x = 0; x < NV; ++x)
+            b[x] = _mm256_load_ps(qt + p * BR + x * W);
+        for (int r = 0; r < R; ++r) {
+            const __m256 a = _mm256_broadcast_ss(k + r * ldk + p);
+            for (int x = 0; x < NV; ++x)
+                acc[r][x] = _mm256_fmadd_ps(a, b[x], acc[r][x]);
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int x = 0; x < NV; ++x)
+            _mm256_store_ps(st + r * BR + x * W, acc[r][x]);
+}
+
+void attn4j_flash_scores_avx2(const float *k, int64_t ldk, int64_t nk, const float *qt, int64_t d, float *st)
+{
+    for (int g = 0; g < BR; g += G) {
+#define SCORES_TILE(j, R) scores_tile(k + (j) * ldk, ldk, qt + g, d, st + (j) * BR + g, R)
+        ATTN4J_FLASH_TILES(nk, R_MAX, SCORES_TILE);
+#undef SCORES_TILE
+    }
+}
+
+/* ot[r][g..g+16) = (first ? 0 : alpha * ot[r][..]) + sum_j v[j * ldv + r] * st[j][g..g+16). */
+ALWAYS_INLINE void pv_tile(const float *v, int64_t ldv, int64_t nk, const float *st, const float *alpha,
+                           int32_t first, float *ot, const int R_)
+{
+    const int R = R_ < R_MAX ? R_ : R_MAX;
+    __m256 acc[R_MAX][NV];
+    if (first) {
+        for (int r = 0; r < R; ++r)
+            for (int x = 0; x < NV; ++x)
+                acc[r][x] = _mm256_setzero_ps();
+    } else {
+        for (int x = 0; x < NV; ++x) {
+            const __m256 a = _mm256_load_ps(alpha + x * W);
+            for (int r = 0; r < R; ++r)
+                acc[r][x] = _mm256_mul_ps(a, _mm256_load_ps(ot + r * BR + x * W));
+        }
+    }
+    for (int64_t j = 0; j < nk; ++j) {
+        __m256 b[NV];
+        for (int x = 0; x < NV; ++x)
+            b[x] = _mm256_load_ps(st + j * BR + x * W);
+        for (int r = 0; r < R; ++r) {
+            const __m256 a = _mm256_broadcast_ss(v + j * ldv + r);
+            for (int x = 0; x < NV; ++x)
+                acc[r][x] = _mm256_fmadd_ps(a, b[x], acc[r][x]);
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int x = 0; x < NV; ++x)
+            _mm256_store_ps(ot + r * BR + x * W, acc[r][x]);
+}
+
+void attn4j_flash_pv_avx2(const float *v, int64_t ldv, int64_t nk, const float *st, int64_t dv,
+                          const float *alpha, int32_t first, float *ot)
+{
+    for (int g = 0; g < BR; g += G) {
+#define PV_TILE(c, R) pv_tile(v + (c), ldv, nk, st + g, alpha + g, first, ot + (c) * BR + g, R)
+        ATTN4J_FLASH_TILES(dv, R_MAX, PV_TILE);
+#undef PV_TILE
+    }
+}
+
+/* ---- Transposes: q into qt, ot out into o ----------------------------------------------- */
+
+/* Transposes the 8 x 8 block r in place. */
+ALWAYS_INLINE void transpose8(__m256 r[8])
+{
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; ++i) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+
+void attn4j_flash_pack_avx2(const float *q, int64_t ldq, int64_t nq, int64_t d, float scale, float *qt)
+{
+    const __m256 vs = _mm256_set1_ps(scale);
+    for (int64_t p0 = 0; p0 < d; p0 += W) {
+        const int64_t np = d - p0 < W ? d - p0 : W;
+        const __m256i m = v8_lanes_below(np);
+        for (int64_t l0 = 0; l0 < BR; l0 += W) {
+            __m256 r[8];
+            for (int i = 0; i < 8; ++i)
+                r[i] = i < nq - l0 ? _mm256_maskload_ps(q + (l0 + i) * ldq + p0, m) : _mm256_setzero_ps();
+            transpose8(r);
+            for (int64_t i = 0; i < np; ++i)
+                _mm256_store_ps(qt + (p0 + i) * BR + l0, _mm256_mul_ps(vs, r[i]));
+        }
+    }
+}
+
+void attn4j_flash_store_avx2(const float *ot, int64_t dv, const float *l, int64_t nq, float *o, int64_t ldo)
+{
+    for (int64_t l0 = 0; l0 < nq; l0 += W) {
+        const int64_t nl = nq - l0 < W ? nq - l0 : W;
+        const __m256 inv = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_load_ps(l + l0));
+        for (int64_t c0 = 0; c0 < dv; c0 += W) {
+            const int64_t nc = dv - c0 < W ? dv - c0 : W;
+            __m256 r[8];
+            for (int i = 0; i < 8; ++i)
+                r[i] = i < nc ? _mm256_mul_ps(_mm256_load_ps(ot + (c0 + i) * BR + l0), inv) : _mm256_setzero_ps();
+            transpose8(r);
+            for (int64_t i = 0; i < nl; ++i) {
+                if (nc == W)
+                    _mm256_storeu_ps(o + (l0 + i) * ldo + c0, r[i]);
+                else
+                    v8_store_first(o + (l0 + i) * ldo + c0, r[i], nc);
+            }
+        }
+    }
+}
+
+/* One vector of lanes (the 8 at x * 8) of the online-softmax step; see
+ * flash_avx512.c. `masking` is a constant at each call site. */
+ALWAYS_INLINE void softmax_lanes(float *st, int64_t nk, const uint8_t *key_ok, int32_t diagonal, int64_t diag,
+                                 float *m, float *l, float *alpha, int x, int masking)
+{
+    const __m256 neg_inf = _mm256_set1_ps(-INFINITY);
+    const __m256 m_old = _mm256_load_ps(m + x * W);
+    __m256 mx = m_old;
+    for (int64_t j = 0; j < nk; ++j) {
+        float *p = st + j * BR + x * W;
+        __m256 s = _mm256_load_ps(p);
+        if (masking) {
+            if (key_ok != NULL && key_ok[j] == 0) {
+                s = neg_inf;
+                _mm256_store_ps(p, s);
+            } else if (diagonal) {
+                /* Lane ln keeps key j when ln >= j - x * 8 - diag. */
+                const __m256 drop = _mm256_castsi256_ps(v8_lanes_below(j - x * W - diag));
+                s = _mm256_blendv_ps(s, neg_inf, drop);
+                _mm256_store_ps(p, s);
+            }
+        }
+        mx = _mm256_max_ps(mx, s);
+    }
+    /* Lanes that kept nothing yet: subtract 0, not -inf (see flash_avx512.c). */
+    const __m256 none = _mm256_cmp_ps(mx, neg_inf, _CMP_EQ_OQ);
+    const __m256 mu = _mm256_blendv_ps(mx, _mm256_setzero_ps(), none);
+    const __m256 a = v8_exp(_mm256_sub_ps(m_old, mu));
+    __m256 sum0 = _mm256_setzero_ps(), sum1 = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 2 <= nk; j += 2) {
+        float *p = st + j * BR + x * W;
+        const __m256 e0 = v8_exp(_mm256_sub_ps(_mm256_load_ps(p), mu));
+        const __m256 e1 = v8_exp(_mm256_sub_ps(_mm256_load_ps(p + BR), mu));
+        _mm256_store_ps(p, e0);
+        _mm256_store_ps(p + BR, e1);
+        sum0 = _mm256_add_ps(sum0, e0);
+        sum1 = _mm256_add_ps(sum1, e1);
+    }
+    if (j < nk) {
+        float *p = st + j * BR + x * W;
+        const __m256 e0 = v8_exp(_mm256_sub_ps(_mm256_load_ps(p), mu));
+        _mm256_store_ps(p, e0);
+        sum0 = _mm256_add_ps(sum0, e0);
+    }
+    const __m256 lv = _mm256_mul_ps(a, _mm256_load_ps(l + x * W));
+    _mm256_store_ps(l + x * W, _mm256_add_ps(lv, _mm256_add_ps(sum0, sum1)));
+    _mm256_store_ps(m + x * W, mx);
+    _mm256_store_ps(alpha + x * W, a);
+}
+
+void attn4j_flash_softmax_avx2(float *st, int64_t nk, const uint8_t *key_ok, int32_t diagonal, int64_t diag,
+                               float *m, float *l, float *alpha)
+{
+    for (int x = 0; x < BR / W; ++x) {
+        if (key_ok != NULL || diagonal)
+            softmax_lanes(st, nk, key_ok, diagonal, diag, m, l, alpha, x, 1);
+        else
+            softmax_lanes(st, nk, NULL, 0, 0, m, l, alpha, x, 0);
+    }
+}
