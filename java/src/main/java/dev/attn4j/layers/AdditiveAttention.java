@@ -122,44 +122,22 @@ public final class AdditiveAttention extends SingleHeadAttention {
     }
 
     /** Keras's constructor arguments. */
-    public static final class Builder {
+    public static final class Builder extends LayerBuilder<Builder> {
         private boolean useScale = true;
-        private double dropout;
-        private Long seed;
-        private String name;
-        private boolean trainable = true;
 
         private Builder() {}
+
+        @Override
+        Builder self() {
+            return this;
+        }
 
         public Builder useScale(boolean useScale) {
             this.useScale = useScale;
             return this;
         }
 
-        /** Rate in [0, 1). */
-        public Builder dropout(double dropout) {
-            this.dropout = dropout;
-            return this;
-        }
-
-        /** Seed of the dropout draws and the initial scale, or null for a random one. */
-        public Builder seed(Long seed) {
-            this.seed = seed;
-            return this;
-        }
-
-        /** Layer name; null for Keras's default ("additive_attention", ...). */
-        public Builder name(String name) {
-            this.name = name;
-            return this;
-        }
-
-        public Builder trainable(boolean trainable) {
-            this.trainable = trainable;
-            return this;
-        }
-
-        /** @throws IllegalArgumentException naming the argument when one is out of range */
+        @Override
         public AdditiveAttention build() {
             return new AdditiveAttention(this);
         }

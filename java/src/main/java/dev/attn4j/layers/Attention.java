@@ -146,15 +146,16 @@ public final class Attention extends SingleHeadAttention {
     }
 
     /** Keras's constructor arguments. */
-    public static final class Builder {
+    public static final class Builder extends LayerBuilder<Builder> {
         private boolean useScale;
         private String scoreMode = "dot";
-        private double dropout;
-        private Long seed;
-        private String name;
-        private boolean trainable = true;
 
         private Builder() {}
+
+        @Override
+        Builder self() {
+            return this;
+        }
 
         public Builder useScale(boolean useScale) {
             this.useScale = useScale;
@@ -167,30 +168,7 @@ public final class Attention extends SingleHeadAttention {
             return this;
         }
 
-        /** Rate in [0, 1). */
-        public Builder dropout(double dropout) {
-            this.dropout = dropout;
-            return this;
-        }
-
-        /** Seed of the dropout draws, or null for a random one. */
-        public Builder seed(Long seed) {
-            this.seed = seed;
-            return this;
-        }
-
-        /** Layer name; null for Keras's default ("attention", "attention_1", ...). */
-        public Builder name(String name) {
-            this.name = name;
-            return this;
-        }
-
-        public Builder trainable(boolean trainable) {
-            this.trainable = trainable;
-            return this;
-        }
-
-        /** @throws IllegalArgumentException naming the argument when one is out of range */
+        @Override
         public Attention build() {
             return new Attention(this);
         }

@@ -289,6 +289,16 @@ public abstract class AttentionLayer implements AutoCloseable {
         run(plan, args, output, attentionScores);
     }
 
+    /** A call input must be a live float32 tensor. */
+    static void requireFloat(String action, String what, Tensor t) {
+        if (t.dtype() != DType.FLOAT32) {
+            throw new IllegalArgumentException(action + ": " + what + " must be float32, but is " + t);
+        }
+        if (!t.isAlive()) {
+            throw new IllegalStateException(action + ": the arena of " + what + " " + t + " is closed");
+        }
+    }
+
     private static void requireOut(String action, String what, Tensor t, long[] shape) {
         Objects.requireNonNull(t, () -> action + ": " + what + " must not be null");
         if (t.dtype() != DType.FLOAT32 || !Arrays.equals(t.shape(), shape)) {

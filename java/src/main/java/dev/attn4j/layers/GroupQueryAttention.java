@@ -51,10 +51,7 @@ public final class GroupQueryAttention extends MultiHeadBase {
     private final int numKeyValueHeads;
 
     private GroupQueryAttention(Builder b) {
-        super("GroupQueryAttention", b.name != null ? b.name : Names.unique("grouped_query_attention"), b.trainable,
-                b.seed, b.dropout, b.useBias, b.useGate, b.slidingWindow, b.flashAttention, b.kernelInitializer,
-                b.biasInitializer, b.kernelRegularizer, b.biasRegularizer, b.activityRegularizer, b.kernelConstraint,
-                b.biasConstraint);
+        super("GroupQueryAttention", "grouped_query_attention", b);
         requirePositive("headDim", b.headDim);
         requirePositive("numQueryHeads", b.numQueryHeads);
         requirePositive("numKeyValueHeads", b.numKeyValueHeads);
@@ -85,25 +82,10 @@ public final class GroupQueryAttention extends MultiHeadBase {
         Objects.requireNonNull(config, "GroupQueryAttention.fromConfig: config must not be null");
         Configs.rejectUnknown(l, config, CONFIG_KEYS);
         Configs.checkDtype(l, config);
-        return builder()
-                .name(Configs.string(l, config, "name", null))
-                .trainable(Configs.bool(l, config, "trainable", true))
+        return builder().readCommonConfig(l, config)
                 .headDim(Configs.intOrNull(l, config, "head_dim"))
                 .numQueryHeads(Configs.intOrNull(l, config, "num_query_heads"))
                 .numKeyValueHeads(Configs.intOrNull(l, config, "num_key_value_heads"))
-                .dropout(Configs.number(l, config, "dropout", 0))
-                .useBias(Configs.bool(l, config, "use_bias", true))
-                .useGate(Configs.bool(l, config, "use_gate", false))
-                .slidingWindow(Configs.intOrNull(l, config, "sliding_window"))
-                .flashAttention(Configs.bool(l, config, "flash_attention", false))
-                .kernelInitializer(config.get("kernel_initializer"))
-                .biasInitializer(config.get("bias_initializer"))
-                .kernelRegularizer(config.get("kernel_regularizer"))
-                .biasRegularizer(config.get("bias_regularizer"))
-                .activityRegularizer(config.get("activity_regularizer"))
-                .kernelConstraint(config.get("kernel_constraint"))
-                .biasConstraint(config.get("bias_constraint"))
-                .seed(Configs.integerOrNull(l, config, "seed"))
                 .build();
     }
 
@@ -188,27 +170,17 @@ public final class GroupQueryAttention extends MultiHeadBase {
     }
 
     /** Keras's constructor arguments. */
-    public static final class Builder {
+    public static final class Builder extends ProjectionLayerBuilder<Builder> {
         private Integer headDim;
         private Integer numQueryHeads;
         private Integer numKeyValueHeads;
-        private double dropout;
-        private boolean useBias = true;
-        private Object kernelInitializer = "glorot_uniform";
-        private Object biasInitializer = "zeros";
-        private Object kernelRegularizer;
-        private Object biasRegularizer;
-        private Object activityRegularizer;
-        private Object kernelConstraint;
-        private Object biasConstraint;
-        private boolean useGate;
-        private Integer slidingWindow;
-        private boolean flashAttention;
-        private Long seed;
-        private String name;
-        private boolean trainable = true;
 
         private Builder() {}
+
+        @Override
+        Builder self() {
+            return this;
+        }
 
         public Builder headDim(Integer headDim) {
             this.headDim = headDim;
@@ -225,83 +197,7 @@ public final class GroupQueryAttention extends MultiHeadBase {
             return this;
         }
 
-        public Builder dropout(double dropout) {
-            this.dropout = dropout;
-            return this;
-        }
-
-        public Builder useBias(boolean useBias) {
-            this.useBias = useBias;
-            return this;
-        }
-
-        public Builder kernelInitializer(Object kernelInitializer) {
-            this.kernelInitializer = kernelInitializer;
-            return this;
-        }
-
-        public Builder biasInitializer(Object biasInitializer) {
-            this.biasInitializer = biasInitializer;
-            return this;
-        }
-
-        public Builder kernelRegularizer(Object kernelRegularizer) {
-            this.kernelRegularizer = kernelRegularizer;
-            return this;
-        }
-
-        public Builder biasRegularizer(Object biasRegularizer) {
-            this.biasRegularizer = biasRegularizer;
-            return this;
-        }
-
-        public Builder activityRegularizer(Object activityRegularizer) {
-            this.activityRegularizer = activityRegularizer;
-            return this;
-        }
-
-        public Builder kernelConstraint(Object kernelConstraint) {
-            this.kernelConstraint = kernelConstraint;
-            return this;
-        }
-
-        public Builder biasConstraint(Object biasConstraint) {
-            this.biasConstraint = biasConstraint;
-            return this;
-        }
-
-        public Builder useGate(boolean useGate) {
-            this.useGate = useGate;
-            return this;
-        }
-
-        public Builder slidingWindow(Integer slidingWindow) {
-            this.slidingWindow = slidingWindow;
-            return this;
-        }
-
-        /** Accepted and computed on the fused path; excludes dropout and returned scores, as in Keras. */
-        public Builder flashAttention(boolean flashAttention) {
-            this.flashAttention = flashAttention;
-            return this;
-        }
-
-        public Builder seed(Long seed) {
-            this.seed = seed;
-            return this;
-        }
-
-        public Builder name(String name) {
-            this.name = name;
-            return this;
-        }
-
-        public Builder trainable(boolean trainable) {
-            this.trainable = trainable;
-            return this;
-        }
-
-        /** @throws IllegalArgumentException naming the argument when one is out of range */
+        @Override
         public GroupQueryAttention build() {
             return new GroupQueryAttention(this);
         }

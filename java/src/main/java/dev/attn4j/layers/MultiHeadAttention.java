@@ -87,10 +87,7 @@ public final class MultiHeadAttention extends MultiHeadBase {
     private volatile int[] resolvedAxes;
 
     private MultiHeadAttention(Builder b) {
-        super("MultiHeadAttention", b.name != null ? b.name : Names.unique("multi_head_attention"), b.trainable,
-                b.seed, b.dropout, b.useBias, b.useGate, b.slidingWindow, b.flashAttention, b.kernelInitializer,
-                b.biasInitializer, b.kernelRegularizer, b.biasRegularizer, b.activityRegularizer, b.kernelConstraint,
-                b.biasConstraint);
+        super("MultiHeadAttention", "multi_head_attention", b);
         if (b.numHeads == null || b.numHeads <= 0) {
             throw new IllegalArgumentException("MultiHeadAttention: numHeads must be a positive integer, but is "
                     + b.numHeads);
@@ -136,25 +133,10 @@ public final class MultiHeadAttention extends MultiHeadBase {
         Objects.requireNonNull(config, "MultiHeadAttention.fromConfig: config must not be null");
         Configs.rejectUnknown(l, config, CONFIG_KEYS);
         Configs.checkDtype(l, config);
-        Builder b = builder()
-                .name(Configs.string(l, config, "name", null))
-                .trainable(Configs.bool(l, config, "trainable", true))
+        Builder b = builder().readCommonConfig(l, config)
                 .numHeads(Configs.intOrNull(l, config, "num_heads"))
                 .keyDim(Configs.intOrNull(l, config, "key_dim"))
-                .valueDim(Configs.intOrNull(l, config, "value_dim"))
-                .dropout(Configs.number(l, config, "dropout", 0))
-                .useBias(Configs.bool(l, config, "use_bias", true))
-                .useGate(Configs.bool(l, config, "use_gate", false))
-                .slidingWindow(Configs.intOrNull(l, config, "sliding_window"))
-                .flashAttention(Configs.bool(l, config, "flash_attention", false))
-                .kernelInitializer(config.get("kernel_initializer"))
-                .biasInitializer(config.get("bias_initializer"))
-                .kernelRegularizer(config.get("kernel_regularizer"))
-                .biasRegularizer(config.get("bias_regularizer"))
-                .activityRegularizer(config.get("activity_regularizer"))
-                .kernelConstraint(config.get("kernel_constraint"))
-                .biasConstraint(config.get("bias_constraint"))
-                .seed(Configs.integerOrNull(l, config, "seed"));
+                .valueDim(Configs.intOrNull(l, config, "value_dim"));
         long[] out = Configs.intTuple(l, config, "output_shape");
         if (out != null) {
             b.outputShape(out);
@@ -294,29 +276,19 @@ public final class MultiHeadAttention extends MultiHeadBase {
     }
 
     /** Keras's constructor arguments. */
-    public static final class Builder {
+    public static final class Builder extends ProjectionLayerBuilder<Builder> {
         private Integer numHeads;
         private Integer keyDim;
         private Integer valueDim;
-        private double dropout;
-        private boolean useBias = true;
         private long[] outputShape;
         private int[] attentionAxes;
-        private Object kernelInitializer = "glorot_uniform";
-        private Object biasInitializer = "zeros";
-        private Object kernelRegularizer;
-        private Object biasRegularizer;
-        private Object activityRegularizer;
-        private Object kernelConstraint;
-        private Object biasConstraint;
-        private boolean useGate;
-        private Integer slidingWindow;
-        private boolean flashAttention;
-        private Long seed;
-        private String name;
-        private boolean trainable = true;
 
         private Builder() {}
+
+        @Override
+        Builder self() {
+            return this;
+        }
 
         public Builder numHeads(Integer numHeads) {
             this.numHeads = numHeads;
@@ -334,16 +306,6 @@ public final class MultiHeadAttention extends MultiHeadBase {
             return this;
         }
 
-        public Builder dropout(double dropout) {
-            this.dropout = dropout;
-            return this;
-        }
-
-        public Builder useBias(boolean useBias) {
-            this.useBias = useBias;
-            return this;
-        }
-
         /** The output feature dims (one int, or a tuple); none: the query's feature size. */
         public Builder outputShape(long... outputShape) {
             this.outputShape = outputShape == null ? null : outputShape.clone();
@@ -356,75 +318,7 @@ public final class MultiHeadAttention extends MultiHeadBase {
             return this;
         }
 
-        /** A Keras initializer name ("glorot_uniform"), its config dict, or an {@link Initializer}. */
-        public Builder kernelInitializer(Object kernelInitializer) {
-            this.kernelInitializer = kernelInitializer;
-            return this;
-        }
-
-        public Builder biasInitializer(Object biasInitializer) {
-            this.biasInitializer = biasInitializer;
-            return this;
-        }
-
-        /** A Keras regularizer name ("l2"), its config dict, a {@link Regularizer}, or null. */
-        public Builder kernelRegularizer(Object kernelRegularizer) {
-            this.kernelRegularizer = kernelRegularizer;
-            return this;
-        }
-
-        public Builder biasRegularizer(Object biasRegularizer) {
-            this.biasRegularizer = biasRegularizer;
-            return this;
-        }
-
-        public Builder activityRegularizer(Object activityRegularizer) {
-            this.activityRegularizer = activityRegularizer;
-            return this;
-        }
-
-        /** A Keras constraint name ("max_norm"), its config dict, a {@link Constraint}, or null. */
-        public Builder kernelConstraint(Object kernelConstraint) {
-            this.kernelConstraint = kernelConstraint;
-            return this;
-        }
-
-        public Builder biasConstraint(Object biasConstraint) {
-            this.biasConstraint = biasConstraint;
-            return this;
-        }
-
-        public Builder useGate(boolean useGate) {
-            this.useGate = useGate;
-            return this;
-        }
-
-        public Builder slidingWindow(Integer slidingWindow) {
-            this.slidingWindow = slidingWindow;
-            return this;
-        }
-
-        public Builder flashAttention(boolean flashAttention) {
-            this.flashAttention = flashAttention;
-            return this;
-        }
-
-        public Builder seed(Long seed) {
-            this.seed = seed;
-            return this;
-        }
-
-        public Builder name(String name) {
-            this.name = name;
-            return this;
-        }
-
-        public Builder trainable(boolean trainable) {
-            this.trainable = trainable;
-            return this;
-        }
-
-        /** @throws IllegalArgumentException naming the argument when one is out of range */
+        @Override
         public MultiHeadAttention build() {
             return new MultiHeadAttention(this);
         }

@@ -60,11 +60,11 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
     final Constraint kernelConstraint;
     final Constraint biasConstraint;
 
-    MultiHeadBase(String layer, String name, boolean trainable, Long seed, double dropout, boolean useBias,
-                  boolean useGate, Integer slidingWindow, boolean flashAttention, Object kernelInitializer,
-                  Object biasInitializer, Object kernelRegularizer, Object biasRegularizer,
-                  Object activityRegularizer, Object kernelConstraint, Object biasConstraint) {
-        super(name, trainable, seed);
+    MultiHeadBase(String layer, String defaultName, ProjectionLayerBuilder<?> b) {
+        super(b.name != null ? b.name : Names.unique(defaultName), b.trainable, b.seed);
+        double dropout = b.dropout;
+        Integer slidingWindow = b.slidingWindow;
+        boolean flashAttention = b.flashAttention;
         if (!(dropout >= 0 && dropout < 1)) {
             throw new IllegalArgumentException(layer + ": dropout must be a rate in [0, 1), but is " + dropout);
         }
@@ -77,17 +77,17 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
                     + "set dropout to 0 or flashAttention to false");
         }
         this.dropout = dropout;
-        this.useBias = useBias;
-        this.useGate = useGate;
+        this.useBias = b.useBias;
+        this.useGate = b.useGate;
         this.slidingWindow = slidingWindow;
         this.flashAttention = flashAttention;
-        this.kernelInitializer = Initializer.of(kernelInitializer == null ? "glorot_uniform" : kernelInitializer);
-        this.biasInitializer = Initializer.of(biasInitializer == null ? "zeros" : biasInitializer);
-        this.kernelRegularizer = Regularizer.ofNullable(kernelRegularizer);
-        this.biasRegularizer = Regularizer.ofNullable(biasRegularizer);
-        this.activityRegularizer = Regularizer.ofNullable(activityRegularizer);
-        this.kernelConstraint = Constraint.ofNullable(kernelConstraint);
-        this.biasConstraint = Constraint.ofNullable(biasConstraint);
+        this.kernelInitializer = Initializer.of(b.kernelInitializer == null ? "glorot_uniform" : b.kernelInitializer);
+        this.biasInitializer = Initializer.of(b.biasInitializer == null ? "zeros" : b.biasInitializer);
+        this.kernelRegularizer = Regularizer.ofNullable(b.kernelRegularizer);
+        this.biasRegularizer = Regularizer.ofNullable(b.biasRegularizer);
+        this.activityRegularizer = Regularizer.ofNullable(b.activityRegularizer);
+        this.kernelConstraint = Constraint.ofNullable(b.kernelConstraint);
+        this.biasConstraint = Constraint.ofNullable(b.biasConstraint);
     }
 
     /** Keras's {@code dropout}: the rate applied to the attention weights in training. */
@@ -547,15 +547,6 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
         masks(action, args, g);
         ensureBuilt(action, q.shape(), v.shape(), ks);
         return new Plan(g.outputShape(), g.scoresShape(), g);
-    }
-
-    private static void requireFloat(String action, String what, Tensor t) {
-        if (t.dtype() != DType.FLOAT32) {
-            throw new IllegalArgumentException(action + ": " + what + " must be float32, but is " + t);
-        }
-        if (!t.isAlive()) {
-            throw new IllegalStateException(action + ": the arena of " + what + " " + t + " is closed");
-        }
     }
 
     @Override

@@ -137,15 +137,6 @@ abstract sealed class SingleHeadAttention extends AttentionLayer permits Attenti
 
     // ---- calls ----------------------------------------------------------------------
 
-    private static void requireFloat(String action, String what, Tensor t) {
-        if (t.dtype() != DType.FLOAT32) {
-            throw new IllegalArgumentException(action + ": " + what + " must be float32, but is " + t);
-        }
-        if (!t.isAlive()) {
-            throw new IllegalStateException(action + ": the arena of " + what + " " + t + " is closed");
-        }
-    }
-
     private static void requireMask(String action, String what, Tensor mask, long[] expected) {
         if (mask == null) {
             return;
