@@ -1,5 +1,6 @@
 package dev.attn4j.layers;
 
+import dev.attn4j.Attn4j;
 import dev.attn4j.DType;
 import dev.attn4j.MaskConvention;
 import dev.attn4j.Tensor;
@@ -576,9 +577,14 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
         long vCount = g.rowsV() * kv * hv;
         long oCount = g.rowsQ() * n * hv;
         long maskBytes = maskScratchBytes(m, g);
+        // Keras's fast path with only key-padding and causal masks: the fused tiled kernel,
+        // which never builds the (T, S) scores (same results: REPLACE semantics, uniform
+        // weights on fully masked rows).
+        boolean flash = g.fastPath() && scoresOut == null && m.attentionMask() == null && m.queryMask() == null
+                && slidingWindow == null;
         long need = Scratch.regionSize(4 * qCount) + Scratch.regionSize(4 * kCount) + Scratch.regionSize(4 * vCount)
                 + 2 * Scratch.regionSize(4 * oCount)
-                + (scoresOut == null || dropping ? Scratch.regionSize(4 * scoreCount) : 0)
+                + (!flash && (scoresOut == null || dropping) ? Scratch.regionSize(4 * scoreCount) : 0)
                 + (permute ? Scratch.regionSize(4 * Math.max(Math.max(qCount, kCount), Math.max(vCount, oCount))) : 0)
                 + maskBytes;
         Scratch.Carver scratch = Scratch.carver(need);
@@ -587,7 +593,8 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
         MemorySegment vp = scratch.floats(vCount);
         MemorySegment attended = scratch.floats(oCount);
         MemorySegment gate = useGate ? scratch.floats(oCount) : MemorySegment.NULL;
-        MemorySegment probs = scoresOut == null || dropping ? scratch.floats(scoreCount) : scoresOut.segment();
+        MemorySegment probs = flash ? MemorySegment.NULL
+                : scoresOut == null || dropping ? scratch.floats(scoreCount) : scoresOut.segment();
         MemorySegment scores = scoresOut != null ? scoresOut.segment() : probs;
         MemorySegment tmp = permute
                 ? scratch.floats(Math.max(Math.max(qCount, kCount), Math.max(vCount, oCount))) : MemorySegment.NULL;
@@ -608,30 +615,42 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
             permuteRows(vp, tmp, g.valueShape(), g.permutation(), kv * hv);
         }
 
-        // 2. Scores Q K^T per (batch, head); GQA heads point at their shared K head.
         int after = g.after();
         int inner = after * n;
-        be.sgemmBatched(false, true, t, s, hk, 1f,
-                qp, after * n * hk, (long) t * after * n * hk, hk,
-                kp, after * kv * hk, (long) s * after * kv * hk, hk, r,
-                0f, scores, s, (long) inner * t * s, (long) t * s,
-                g.outer(), inner, GemmRoute.AUTO);
+        float scale = (float) (1.0 / Math.sqrt(hk));
+        if (flash) {
+            // 2-4 fused: softmax(scale Q K^T) V per (batch, head) straight into (B, T, N, Hv);
+            // GQA heads read their shared K/V head in place (3-D: after = 1, inner = N).
+            be.flashAttention(qp, (long) n * hk, (long) t * n * hk, hk,
+                    kp, (long) kv * hk, (long) s * kv * hk, hk,
+                    vp, (long) kv * hv, (long) s * kv * hv, hv,
+                    attended, (long) n * hv, (long) t * n * hv, hv,
+                    blocks, n, r, t, s, hk, hv, scale, colMask(be, m, g, scratch), n, args.useCausalMask(),
+                    Attn4j.numThreads());
+        } else {
+            // 2. Scores Q K^T per (batch, head); GQA heads point at their shared K head.
+            be.sgemmBatched(false, true, t, s, hk, 1f,
+                    qp, after * n * hk, (long) t * after * n * hk, hk,
+                    kp, after * kv * hk, (long) s * after * kv * hk, hk, r,
+                    0f, scores, s, (long) inner * t * s, (long) t * s,
+                    g.outer(), inner, GemmRoute.AUTO);
 
-        // 3. Fused scale + masks + softmax.
-        softmax(be, scores, blocks, t, s, (float) (1.0 / Math.sqrt(hk)), m, g, args.useCausalMask(), scratch);
+            // 3. Fused scale + masks + softmax.
+            softmax(be, scores, blocks, t, s, scale, m, g, args.useCausalMask(), scratch);
 
-        // 4. Dropout (returned scores stay pre-dropout), then P V into (B, T, N, Hv).
-        if (dropping) {
-            if (probs != scores) {
-                MemorySegment.copy(scores, 0, probs, 0, scoreCount * Float.BYTES);
+            // 4. Dropout (returned scores stay pre-dropout), then P V into (B, T, N, Hv).
+            if (dropping) {
+                if (probs != scores) {
+                    MemorySegment.copy(scores, 0, probs, 0, scoreCount * Float.BYTES);
+                }
+                be.dropout(probs, scoreCount, (float) dropout, effectiveSeed(), nextDropoutStream());
             }
-            be.dropout(probs, scoreCount, (float) dropout, effectiveSeed(), nextDropoutStream());
+            be.sgemmBatched(false, false, t, hv, s, 1f,
+                    probs, s, (long) inner * t * s, (long) t * s,
+                    vp, after * kv * hv, (long) s * after * kv * hv, hv, r,
+                    0f, attended, after * n * hv, (long) t * after * n * hv, hv,
+                    g.outer(), inner, GemmRoute.AUTO);
         }
-        be.sgemmBatched(false, false, t, hv, s, 1f,
-                probs, s, (long) inner * t * s, (long) t * s,
-                vp, after * kv * hv, (long) s * after * kv * hv, hv, r,
-                0f, attended, after * n * hv, (long) t * after * n * hv, hv,
-                g.outer(), inner, GemmRoute.AUTO);
         if (permute) {
             unpermuteRows(attended, tmp, g.queryShape(), g.permutation(), n * hv);
         }
@@ -700,26 +719,30 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
         return out;
     }
 
+    /** The key padding mask (B, S) bytes: value mask AND key mask, or NULL without either. */
+    private static MemorySegment colMask(Backend be, Masks m, Geometry g, Scratch.Carver scratch) {
+        if (m.valueMask() == null && m.keyMask() == null) {
+            return MemorySegment.NULL;
+        }
+        MemorySegment vm = m.valueMask() == null ? null : bools(be, m.valueMask(), false, scratch);
+        MemorySegment km = m.keyMask() == null ? null : bools(be, m.keyMask(), false, scratch);
+        if (vm == null || km == null) {
+            return vm != null ? vm : km;
+        }
+        long count = g.queryShape()[0] * g.s(); // B * S bytes, not a (T, S) loop
+        MemorySegment both = scratch.bytes(count);
+        for (long i = 0; i < count; i++) {
+            boolean keep = vm.get(ValueLayout.JAVA_BYTE, i) != 0 && km.get(ValueLayout.JAVA_BYTE, i) != 0;
+            both.set(ValueLayout.JAVA_BYTE, i, keep ? (byte) 1 : (byte) 0);
+        }
+        return both;
+    }
+
     private void softmax(Backend be, MemorySegment scores, int blocks, int t, int s, float scale, Masks m,
                          Geometry g, boolean causal, Scratch.Carver scratch) {
         int n = queryHeads();
         MemorySegment rowMask = m.queryMask() == null ? MemorySegment.NULL : bools(be, m.queryMask(), false, scratch);
-        MemorySegment colMask = MemorySegment.NULL;
-        if (m.valueMask() != null || m.keyMask() != null) {
-            MemorySegment vm = m.valueMask() == null ? null : bools(be, m.valueMask(), false, scratch);
-            MemorySegment km = m.keyMask() == null ? null : bools(be, m.keyMask(), false, scratch);
-            if (vm != null && km != null) {
-                long count = g.queryShape()[0] * s; // B * S bytes, not a (T, S) loop
-                MemorySegment both = scratch.bytes(count);
-                for (long i = 0; i < count; i++) {
-                    boolean keep = vm.get(ValueLayout.JAVA_BYTE, i) != 0 && km.get(ValueLayout.JAVA_BYTE, i) != 0;
-                    both.set(ValueLayout.JAVA_BYTE, i, keep ? (byte) 1 : (byte) 0);
-                }
-                colMask = both;
-            } else {
-                colMask = vm != null ? vm : km;
-            }
-        }
+        MemorySegment colMask = colMask(be, m, g, scratch);
         MemorySegment mask = MemorySegment.NULL;
         long batchStride = 0;
         long rowStride = 0;
