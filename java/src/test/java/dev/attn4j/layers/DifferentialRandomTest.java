@@ -164,9 +164,9 @@ class DifferentialRandomTest {
                 + " key " + withKey + " scale " + useScale + " causal " + causal + " scores " + returnScores + " qm "
                 + (qm != null) + " vm " + (vm != null) + " self " + selfAttention;
         try (layer; Arena arena = Arena.ofConfined()) {
-            Tensor tQ = Tensor.of(arena, q, AttentionRandomTest.concat(lead, tq, d));
-            Tensor tV = selfAttention ? tQ : Tensor.of(arena, v, AttentionRandomTest.concat(lead, tv, dv));
-            Tensor tK = withKey ? Tensor.of(arena, k, AttentionRandomTest.concat(lead, tv, d)) : null;
+            Tensor tQ = Tensor.of(arena, q, concat(lead, tq, d));
+            Tensor tV = selfAttention ? tQ : Tensor.of(arena, v, concat(lead, tv, dv));
+            Tensor tK = withKey ? Tensor.of(arena, k, concat(lead, tv, d)) : null;
             layer.build(tQ.shape(), tV.shape(), tK == null ? null : tK.shape());
             List<float[]> weights = new ArrayList<>();
             if (mode == AttentionReference.Mode.ADDITIVE) {
@@ -184,12 +184,12 @@ class DifferentialRandomTest {
             layer.setWeights(weights.toArray(float[][]::new));
             CallArgs args = CallArgs.of(tQ, tV).withKey(tK).withUseCausalMask(causal)
                     .withReturnAttentionScores(returnScores)
-                    .withQueryMask(qm == null ? null : Tensor.ofMask(arena, qm, AttentionRandomTest.concat(lead, tq)))
-                    .withValueMask(vm == null ? null : Tensor.ofMask(arena, vm, AttentionRandomTest.concat(lead, tv)));
+                    .withQueryMask(qm == null ? null : Tensor.ofMask(arena, qm, concat(lead, tq)))
+                    .withValueMask(vm == null ? null : Tensor.ofMask(arena, vm, concat(lead, tv)));
             AttentionResult got = layer.call(arena, args);
             AttentionReference.Result want = AttentionReference.compute(mode, q, v, k, b, tq, tv, d, dv,
                     scale, concatWeight, addScale, qm, vm, causal);
-            if (!Arrays.equals(AttentionRandomTest.concat(lead, tq, dv), got.output().shape())) {
+            if (!Arrays.equals(concat(lead, tq, dv), got.output().shape())) {
                 return what + ": output shape " + Arrays.toString(got.output().shape());
             }
             String diff = compare(what, got.output().toFloatArray(), want.output(), 1e-5, worst, 0);
@@ -388,5 +388,12 @@ class DifferentialRandomTest {
             }
         }
         return out;
+    }
+
+    /** {@code lead} followed by {@code tail}: a shape with leading batch axes. */
+    static long[] concat(long[] lead, long... tail) {
+        long[] s = Arrays.copyOf(lead, lead.length + tail.length);
+        System.arraycopy(tail, 0, s, lead.length, tail.length);
+        return s;
     }
 }
