@@ -442,6 +442,9 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
 
     // ---- calls ----------------------------------------------------------------------
 
+    /** What {@link #plan} worked out for {@link #run}: computed once per call. */
+    private record Prepared(Geometry geometry, Masks masks) {}
+
     /** The masks of one call, resolved to what the kernel reads. */
     private record Masks(Tensor queryMask, Tensor valueMask, Tensor keyMask, Tensor attentionMask, boolean auto) {}
 
@@ -545,15 +548,16 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
         }
         long[] ks = k == null ? null : k.shape();
         Geometry g = geometry(action, q.shape(), v.shape(), ks, args.returnAttentionScores());
-        masks(action, args, g);
+        Masks masks = masks(action, args, g);
         ensureBuilt(action, q.shape(), v.shape(), ks);
-        return new Plan(g.outputShape(), g.scoresShape(), g);
+        return new Plan(g.outputShape(), g.scoresShape(), new Prepared(g, masks));
     }
 
     @Override
     final double run(Plan plan, CallArgs args, Tensor output, Tensor scoresOut) {
-        Geometry g = (Geometry) plan.detail();
-        Masks m = masks("call", args, g);
+        Prepared prepared = (Prepared) plan.detail();
+        Geometry g = prepared.geometry();
+        Masks m = prepared.masks();
         Backend be = Backends.get();
         Slots w = slots();
         int n = queryHeads();
