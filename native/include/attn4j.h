@@ -421,11 +421,11 @@ ATTN4J_API int attn4j_flash_attention_f32(const float *q, int64_t ldq, int64_t q
 /*
  * attn4j_flash_workspace_bytes: the bytes of `workspace` that
  * attn4j_flash_attention_f32 needs for these sizes and thread count: per thread,
- * a block of 32 packed query rows (d floats each), the 32 x 64 scores of one
- * block, the 32 x dv output accumulator, three 32-float vectors and dv floats,
- * each 64-byte aligned; plus 64 bytes. It does not grow with tq or tk (they are
- * arguments so that a later tiling may use them): for d = dv = 64 it is 25,216
- * bytes per thread + 64.
+ * a block of BR packed query rows (d floats each), the BR x 64 scores of one
+ * block, the BR x dv output accumulator, three BR-float vectors and dv floats,
+ * each 64-byte aligned; plus 64 bytes. BR, the query rows of a block, is 64 when
+ * tq >= 64, else 32. It does not grow with tk, nor with tq beyond 64: for
+ * d = dv = 64 it is 50,176 bytes per thread + 64 (25,216 + 64 when tq < 64).
  *
  * Returns ATTN4J_EINVAL (negative) unless tq, tk, d, dv >= 1 and
  * 1 <= nthreads <= 1024 and the size fits an int64_t.

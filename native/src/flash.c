@@ -26,7 +26,6 @@
 #include "flash.h"
 #include "internal.h"
 
-#define BR ATTN4J_FLASH_BR
 #define BC ATTN4J_FLASH_BC
 
 /* A thread is only worth its creation (~20 us) for at least this much work
@@ -48,28 +47,29 @@ static float exp_clamped(float x)
     return x < ATTN4J_EXP_LO ? 0.0f : expf(x);
 }
 
-static void flash_scores_scalar(const float *k, int64_t ldk, int64_t nk, const float *qt, int64_t d, float *st)
+static void flash_scores_scalar(const float *k, int64_t ldk, int64_t nk, const float *qt, int64_t d, float *st,
+                                int64_t br)
 {
     for (int64_t j = 0; j < nk; ++j) {
-        float *row = st + j * BR;
-        for (int64_t l = 0; l < BR; ++l)
+        float *row = st + j * br;
+        for (int64_t l = 0; l < br; ++l)
             row[l] = 0.0f;
         for (int64_t p = 0; p < d; ++p) {
             const float a = k[j * ldk + p];
-            const float *b = qt + p * BR;
-            for (int64_t l = 0; l < BR; ++l)
+            const float *b = qt + p * br;
+            for (int64_t l = 0; l < br; ++l)
                 row[l] += a * b[l];
         }
     }
 }
 
 static void flash_softmax_scalar(float *st, int64_t nk, const uint8_t *key_ok, int32_t diagonal, int64_t diag,
-                                 float *m, float *l, float *alpha)
+                                 float *m, float *l, float *alpha, int64_t br)
 {
-    for (int64_t ln = 0; ln < BR; ++ln) {
+    for (int64_t ln = 0; ln < br; ++ln) {
         float mx = m[ln];
         for (int64_t j = 0; j < nk; ++j) {
-            float *s = st + j * BR + ln;
+            float *s = st + j * br + ln;
             if ((key_ok != NULL && key_ok[j] == 0) || (diagonal && j - ln > diag))
                 *s = -INFINITY;
             /* NaN never wins, so mx may miss it; its exp is NaN and so is the row. */
@@ -79,7 +79,7 @@ static void flash_softmax_scalar(float *st, int64_t nk, const uint8_t *key_ok, i
         const float a = exp_clamped(m[ln] - mu);
         float sum = 0.0f;
         for (int64_t j = 0; j < nk; ++j) {
-            float *s = st + j * BR + ln;
+            float *s = st + j * br + ln;
             *s = exp_clamped(*s - mu);
             sum += *s;
         }
@@ -90,38 +90,40 @@ static void flash_softmax_scalar(float *st, int64_t nk, const uint8_t *key_ok, i
 }
 
 static void flash_pv_scalar(const float *v, int64_t ldv, int64_t nk, const float *st, int64_t dv,
-                            const float *alpha, int32_t first, float *ot)
+                            const float *alpha, int32_t first, float *ot, int64_t br)
 {
     for (int64_t c = 0; c < dv; ++c) {
-        float *row = ot + c * BR;
-        for (int64_t l = 0; l < BR; ++l)
+        float *row = ot + c * br;
+        for (int64_t l = 0; l < br; ++l)
             row[l] = first ? 0.0f : alpha[l] * row[l];
         for (int64_t j = 0; j < nk; ++j) {
             const float a = v[j * ldv + c];
-            const float *b = st + j * BR;
-            for (int64_t l = 0; l < BR; ++l)
+            const float *b = st + j * br;
+            for (int64_t l = 0; l < br; ++l)
                 row[l] += a * b[l];
         }
     }
 }
 
-static void flash_pack_scalar(const float *q, int64_t ldq, int64_t nq, int64_t d, float scale, float *qt)
+static void flash_pack_scalar(const float *q, int64_t ldq, int64_t nq, int64_t d, float scale, float *qt,
+                              int64_t br)
 {
     for (int64_t p = 0; p < d; ++p) {
-        float *row = qt + p * BR;
+        float *row = qt + p * br;
         for (int64_t ln = 0; ln < nq; ++ln)
             row[ln] = scale * q[ln * ldq + p];
-        for (int64_t ln = nq; ln < BR; ++ln)
+        for (int64_t ln = nq; ln < br; ++ln)
             row[ln] = 0.0f;
     }
 }
 
-static void flash_store_scalar(const float *ot, int64_t dv, const float *l, int64_t nq, float *o, int64_t ldo)
+static void flash_store_scalar(const float *ot, int64_t dv, const float *l, int64_t nq, float *o, int64_t ldo,
+                               int64_t br)
 {
     for (int64_t ln = 0; ln < nq; ++ln) {
         const float inv = 1.0f / l[ln];
         for (int64_t c = 0; c < dv; ++c)
-            o[ln * ldo + c] = ot[c * BR + ln] * inv;
+            o[ln * ldo + c] = ot[c * br + ln] * inv;
     }
 }
 
@@ -159,15 +161,15 @@ static int64_t round_up(int64_t bytes)
     return (bytes + ALIGN - 1) / ALIGN * ALIGN;
 }
 
-/* Bytes of one thread's slice: qt, st, ot, m, l, alpha and the mean of v (dv
- * floats), each region 64-byte aligned; -1 when d or dv is so large it does not
- * fit. */
-static int64_t slice_bytes(int64_t d, int64_t dv)
+/* Bytes of one thread's slice for blocks of br rows: qt, st, ot, m, l, alpha and
+ * the mean of v (dv floats), each region 64-byte aligned; -1 when d or dv is so
+ * large it does not fit. */
+static int64_t slice_bytes(int64_t d, int64_t dv, int64_t br)
 {
-    const int64_t lim = (INT64_MAX / 4 - 16 * ALIGN) / (int64_t)sizeof(float) / BR;
+    const int64_t lim = (INT64_MAX / 4 - 16 * ALIGN) / (int64_t)sizeof(float) / br;
     if (d > lim || dv > lim || d + dv > lim - BC)
         return -1;
-    return round_up(d * BR * 4) + round_up(BC * BR * 4) + round_up(dv * BR * 4) + 3 * round_up(BR * 4) +
+    return round_up(d * br * 4) + round_up(BC * br * 4) + round_up(dv * br * 4) + 3 * round_up(br * 4) +
            round_up(dv * 4);
 }
 
@@ -175,7 +177,7 @@ ATTN4J_API int64_t attn4j_flash_workspace_bytes(int64_t tq, int64_t tk, int64_t 
 {
     if (tq < 1 || tk < 1 || d < 1 || dv < 1 || nthreads < 1 || nthreads > ATTN4J_FLASH_MAX_THREADS)
         return ATTN4J_EINVAL;
-    const int64_t slice = slice_bytes(d, dv);
+    const int64_t slice = slice_bytes(d, dv, attn4j_flash_block_rows(tq));
     if (slice < 0 || slice > (INT64_MAX / 2) / nthreads)
         return ATTN4J_EINVAL;
     /* + ALIGN: the caller's pointer is aligned up to 64 bytes first. */
@@ -216,6 +218,7 @@ struct flash_call {
     int64_t col_mask_div;
     int32_t causal;
     struct attn4j_flash_kernels kn;
+    int64_t br; /* query rows per block, attn4j_flash_block_rows(tq) */
     int64_t n_qblocks, n_items;
     char *workspace; /* aligned */
     int64_t slice;
@@ -233,17 +236,17 @@ static struct flash_slice carve(const struct flash_call *c, int64_t t)
     char *p = c->workspace + t * c->slice;
     struct flash_slice s;
     s.qt = (float *)(void *)p;
-    p += round_up(c->d * BR * 4);
+    p += round_up(c->d * c->br * 4);
     s.st = (float *)(void *)p;
-    p += round_up(BC * BR * 4);
+    p += round_up(BC * c->br * 4);
     s.ot = (float *)(void *)p;
-    p += round_up(c->dv * BR * 4);
+    p += round_up(c->dv * c->br * 4);
     s.m = (float *)(void *)p;
-    p += round_up(BR * 4);
+    p += round_up(c->br * 4);
     s.l = (float *)(void *)p;
-    p += round_up(BR * 4);
+    p += round_up(c->br * 4);
     s.alpha = (float *)(void *)p;
-    p += round_up(BR * 4);
+    p += round_up(c->br * 4);
     s.mean = (float *)(void *)p;
     s.mean_of = -1;
     return s;
@@ -277,8 +280,9 @@ static void run_item(const struct flash_call *c, struct flash_slice *s, int64_t 
      * cheap blocks fill in at the end of a threaded run. */
     const int64_t qb = c->causal ? c->n_qblocks - 1 - item % c->n_qblocks : item % c->n_qblocks;
     const int64_t outer = bh / c->inner, h = bh % c->inner, kvh = h / c->kv_repeat;
-    const int64_t i0 = qb * BR;
-    const int64_t nq = c->tq - i0 < BR ? c->tq - i0 : BR;
+    const int64_t br = c->br;
+    const int64_t i0 = qb * br;
+    const int64_t nq = c->tq - i0 < br ? c->tq - i0 : br;
 
     const float *q = c->q + outer * c->q_outer + h * c->q_inner + i0 * c->ldq;
     const float *k = c->k + outer * c->k_outer + kvh * c->k_inner;
@@ -288,8 +292,8 @@ static void run_item(const struct flash_call *c, struct flash_slice *s, int64_t 
 
     /* qt = scale * q^T, zero lanes past the last query (their results are never
      * stored; zeros keep them finite). */
-    c->kn.pack(q, c->ldq, nq, c->d, c->scale, s->qt);
-    for (int64_t ln = 0; ln < BR; ++ln) {
+    c->kn.pack(q, c->ldq, nq, c->d, c->scale, s->qt, br);
+    for (int64_t ln = 0; ln < br; ++ln) {
         s->m[ln] = -INFINITY;
         s->l[ln] = 0.0f;
     }
@@ -303,16 +307,16 @@ static void run_item(const struct flash_call *c, struct flash_slice *s, int64_t 
         const uint8_t *ok = key_ok == NULL ? NULL : key_ok + j0;
         if (ok != NULL && all_zero(ok, nk))
             continue; /* keys padded out: no row of the block keeps any */
-        c->kn.scores(k + j0 * c->ldk, c->ldk, nk, s->qt, c->d, s->st);
+        c->kn.scores(k + j0 * c->ldk, c->ldk, nk, s->qt, c->d, s->st, br);
         /* The diagonal crosses the block when its last key is after its first query. */
         const int32_t diagonal = c->causal && j0 + nk - 1 > i0;
-        c->kn.softmax(s->st, nk, ok, diagonal, i0 - j0, s->m, s->l, s->alpha);
-        c->kn.pv(v + j0 * c->ldv, c->ldv, nk, s->st, c->dv, s->alpha, first, s->ot);
+        c->kn.softmax(s->st, nk, ok, diagonal, i0 - j0, s->m, s->l, s->alpha, br);
+        c->kn.pv(v + j0 * c->ldv, c->ldv, nk, s->st, c->dv, s->alpha, first, s->ot, br);
         first = 0;
     }
 
     if (!first)
-        c->kn.store(s->ot, c->dv, s->l, nq, o, c->ldo);
+        c->kn.store(s->ot, c->dv, s->l, nq, o, c->ldo, br);
     /* l == 0 exactly when the row kept no key (a kept key contributes
      * exp(m - m) = 1; a NaN l is not 0, the row stays NaN): such rows, which
      * store() filled with inf or NaN, are the mean of v. */
@@ -406,9 +410,10 @@ ATTN4J_API int attn4j_flash_attention_f32(const float *q, int64_t ldq, int64_t q
     c.col_mask_div = col_mask_div;
     c.causal = causal != 0;
     c.kn = select_kernels();
-    c.n_qblocks = (tq + BR - 1) / BR;
+    c.br = attn4j_flash_block_rows(tq);
+    c.n_qblocks = (tq + c.br - 1) / c.br;
     c.n_items = batch_heads * c.n_qblocks;
-    c.slice = slice_bytes(d, dv);
+    c.slice = slice_bytes(d, dv, c.br);
     c.workspace = (char *)workspace + (ALIGN - (uintptr_t)workspace % ALIGN) % ALIGN;
     atomic_init(&c.next, 0);
 

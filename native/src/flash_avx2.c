@@ -1,12 +1,13 @@
 /*
  * flash_avx2.c - the block kernels of attn4j_flash_attention_f32 for AVX2 + FMA,
  * compiled with -mavx2 -mfma; only called after cpu.c has checked the CPU. The
- * layout and each kernel's job are in flash.h: a block row is ATTN4J_FLASH_BR =
- * 32 lanes, four 8-lane vectors.
+ * layout and each kernel's job are in flash.h: a block row is br = 32 or 64
+ * lanes, four or eight 8-lane vectors.
  *
  * The products are register-tiled as in flash_avx512.c, but with 16 registers a
  * tile is R = 6 rows by NV = 2 vectors (12 accumulators, 2 loads, 1 broadcast);
- * a block row takes BR / 16 such lane groups, one after the other.
+ * a block row takes br / 16 such lane groups, one after the other. The softmax's
+ * exp is v8_exp_nonpos, the twin of the AVX-512 path's (same results).
  */
 #include <immintrin.h>
 #include <math.h>
@@ -15,18 +16,18 @@
 #include "flash.h"
 #include "vmath_avx2.h"
 
-#define BR ATTN4J_FLASH_BR
 #define W 8
 #define NV 2 /* vectors per lane group */
 #define G (NV * W)
 #define R_MAX 6
 
-#if BR % G != 0
-#error "ATTN4J_FLASH_BR must be a multiple of 16"
+#if ATTN4J_FLASH_BR_SHORT % G != 0 || ATTN4J_FLASH_BR_LONG % G != 0
+#error "block rows must be a multiple of 16 lanes"
 #endif
 
 /* st[r][g..g+16) = sum_p k[r * ldk + p] * qt[p][g..g+16) for r < R. */
-ALWAYS_INLINE void scores_tile(const float *k, int64_t ldk, const float *qt, int64_t d, float *st, const int R_)
+ALWAYS_INLINE void scores_tile(const float *k, int64_t ldk, const float *qt, int64_t d, float *st, int64_t BR,
+                               const int R_)
 {
     const int R = R_ < R_MAX ? R_ : R_MAX; /* see ATTN4J_FLASH_TILES */
     __m256 acc[R_MAX][NV];
@@ -48,10 +49,11 @@ ALWAYS_INLINE void scores_tile(const float *k, int64_t ldk, const float *qt, int
             _mm256_store_ps(st + r * BR + x * W, acc[r][x]);
 }
 
-void attn4j_flash_scores_avx2(const float *k, int64_t ldk, int64_t nk, const float *qt, int64_t d, float *st)
+void attn4j_flash_scores_avx2(const float *k, int64_t ldk, int64_t nk, const float *qt, int64_t d, float *st,
+                              int64_t br)
 {
-    for (int g = 0; g < BR; g += G) {
-#define SCORES_TILE(j, R) scores_tile(k + (j) * ldk, ldk, qt + g, d, st + (j) * BR + g, R)
+    for (int g = 0; g < br; g += G) {
+#define SCORES_TILE(j, R) scores_tile(k + (j) * ldk, ldk, qt + g, d, st + (j) * br + g, br, R)
         ATTN4J_FLASH_TILES(nk, R_MAX, SCORES_TILE);
 #undef SCORES_TILE
     }
@@ -59,7 +61,7 @@ void attn4j_flash_scores_avx2(const float *k, int64_t ldk, int64_t nk, const flo
 
 /* ot[r][g..g+16) = (first ? 0 : alpha * ot[r][..]) + sum_j v[j * ldv + r] * st[j][g..g+16). */
 ALWAYS_INLINE void pv_tile(const float *v, int64_t ldv, int64_t nk, const float *st, const float *alpha,
-                           int32_t first, float *ot, const int R_)
+                           int32_t first, float *ot, int64_t BR, const int R_)
 {
     const int R = R_ < R_MAX ? R_ : R_MAX;
     __m256 acc[R_MAX][NV];
@@ -90,10 +92,10 @@ ALWAYS_INLINE void pv_tile(const float *v, int64_t ldv, int64_t nk, const float 
 }
 
 void attn4j_flash_pv_avx2(const float *v, int64_t ldv, int64_t nk, const float *st, int64_t dv,
-                          const float *alpha, int32_t first, float *ot)
+                          const float *alpha, int32_t first, float *ot, int64_t br)
 {
-    for (int g = 0; g < BR; g += G) {
-#define PV_TILE(c, R) pv_tile(v + (c), ldv, nk, st + g, alpha + g, first, ot + (c) * BR + g, R)
+    for (int g = 0; g < br; g += G) {
+#define PV_TILE(c, R) pv_tile(v + (c), ldv, nk, st + g, alpha + g, first, ot + (c) * br + g, br, R)
         ATTN4J_FLASH_TILES(dv, R_MAX, PV_TILE);
 #undef PV_TILE
     }
@@ -121,24 +123,26 @@ ALWAYS_INLINE void transpose8(__m256 r[8])
     }
 }
 
-void attn4j_flash_pack_avx2(const float *q, int64_t ldq, int64_t nq, int64_t d, float scale, float *qt)
+void attn4j_flash_pack_avx2(const float *q, int64_t ldq, int64_t nq, int64_t d, float scale, float *qt,
+                            int64_t br)
 {
     const __m256 vs = _mm256_set1_ps(scale);
     for (int64_t p0 = 0; p0 < d; p0 += W) {
         const int64_t np = d - p0 < W ? d - p0 : W;
         const __m256i m = v8_lanes_below(np);
-        for (int64_t l0 = 0; l0 < BR; l0 += W) {
+        for (int64_t l0 = 0; l0 < br; l0 += W) {
             __m256 r[8];
             for (int i = 0; i < 8; ++i)
                 r[i] = i < nq - l0 ? _mm256_maskload_ps(q + (l0 + i) * ldq + p0, m) : _mm256_setzero_ps();
             transpose8(r);
             for (int64_t i = 0; i < np; ++i)
-                _mm256_store_ps(qt + (p0 + i) * BR + l0, _mm256_mul_ps(vs, r[i]));
+                _mm256_store_ps(qt + (p0 + i) * br + l0, _mm256_mul_ps(vs, r[i]));
         }
     }
 }
 
-void attn4j_flash_store_avx2(const float *ot, int64_t dv, const float *l, int64_t nq, float *o, int64_t ldo)
+void attn4j_flash_store_avx2(const float *ot, int64_t dv, const float *l, int64_t nq, float *o, int64_t ldo,
+                             int64_t br)
 {
     for (int64_t l0 = 0; l0 < nq; l0 += W) {
         const int64_t nl = nq - l0 < W ? nq - l0 : W;
@@ -147,7 +151,7 @@ void attn4j_flash_store_avx2(const float *ot, int64_t dv, const float *l, int64_
             const int64_t nc = dv - c0 < W ? dv - c0 : W;
             __m256 r[8];
             for (int i = 0; i < 8; ++i)
-                r[i] = i < nc ? _mm256_mul_ps(_mm256_load_ps(ot + (c0 + i) * BR + l0), inv) : _mm256_setzero_ps();
+                r[i] = i < nc ? _mm256_mul_ps(_mm256_load_ps(ot + (c0 + i) * br + l0), inv) : _mm256_setzero_ps();
             transpose8(r);
             for (int64_t i = 0; i < nl; ++i) {
                 if (nc == W)
@@ -162,7 +166,7 @@ void attn4j_flash_store_avx2(const float *ot, int64_t dv, const float *l, int64_
 /* One vector of lanes (the 8 at x * 8) of the online-softmax step; see
  * flash_avx512.c. `masking` is a constant at each call site. */
 ALWAYS_INLINE void softmax_lanes(float *st, int64_t nk, const uint8_t *key_ok, int32_t diagonal, int64_t diag,
-                                 float *m, float *l, float *alpha, int x, int masking)
+                                 float *m, float *l, float *alpha, int64_t BR, int x, int masking)
 {
     const __m256 neg_inf = _mm256_set1_ps(-INFINITY);
     const __m256 m_old = _mm256_load_ps(m + x * W);
@@ -186,13 +190,13 @@ ALWAYS_INLINE void softmax_lanes(float *st, int64_t nk, const uint8_t *key_ok, i
     /* Lanes that kept nothing yet: subtract 0, not -inf (see flash_avx512.c). */
     const __m256 none = _mm256_cmp_ps(mx, neg_inf, _CMP_EQ_OQ);
     const __m256 mu = _mm256_blendv_ps(mx, _mm256_setzero_ps(), none);
-    const __m256 a = v8_exp(_mm256_sub_ps(m_old, mu));
+    const __m256 a = v8_exp_nonpos(_mm256_sub_ps(m_old, mu));
     __m256 sum0 = _mm256_setzero_ps(), sum1 = _mm256_setzero_ps();
     int64_t j = 0;
     for (; j + 2 <= nk; j += 2) {
         float *p = st + j * BR + x * W;
-        const __m256 e0 = v8_exp(_mm256_sub_ps(_mm256_load_ps(p), mu));
-        const __m256 e1 = v8_exp(_mm256_sub_ps(_mm256_load_ps(p + BR), mu));
+        const __m256 e0 = v8_exp_nonpos(_mm256_sub_ps(_mm256_load_ps(p), mu));
+        const __m256 e1 = v8_exp_nonpos(_mm256_sub_ps(_mm256_load_ps(p + BR), mu));
         _mm256_store_ps(p, e0);
         _mm256_store_ps(p + BR, e1);
         sum0 = _mm256_add_ps(sum0, e0);
@@ -200,7 +204,7 @@ ALWAYS_INLINE void softmax_lanes(float *st, int64_t nk, const uint8_t *key_ok, i
     }
     if (j < nk) {
         float *p = st + j * BR + x * W;
-        const __m256 e0 = v8_exp(_mm256_sub_ps(_mm256_load_ps(p), mu));
+        const __m256 e0 = v8_exp_nonpos(_mm256_sub_ps(_mm256_load_ps(p), mu));
         _mm256_store_ps(p, e0);
         sum0 = _mm256_add_ps(sum0, e0);
     }
@@ -211,12 +215,23 @@ ALWAYS_INLINE void softmax_lanes(float *st, int64_t nk, const uint8_t *key_ok, i
 }
 
 void attn4j_flash_softmax_avx2(float *st, int64_t nk, const uint8_t *key_ok, int32_t diagonal, int64_t diag,
-                               float *m, float *l, float *alpha)
+                               float *m, float *l, float *alpha, int64_t br)
 {
-    for (int x = 0; x < BR / W; ++x) {
+    for (int x = 0; x < br / W; ++x) {
         if (key_ok != NULL || diagonal)
-            softmax_lanes(st, nk, key_ok, diagonal, diag, m, l, alpha, x, 1);
+            softmax_lanes(st, nk, key_ok, diagonal, diag, m, l, alpha, br, x, 1);
         else
-            softmax_lanes(st, nk, NULL, 0, 0, m, l, alpha, x, 0);
+            softmax_lanes(st, nk, NULL, 0, 0, m, l, alpha, br, x, 0);
+    }
+}
+
+void attn4j_flash_exp_avx2(const float *x, float *y, int64_t n)
+{
+    int64_t k = 0;
+    for (; k + W <= n; k += W)
+        _mm256_storeu_ps(y + k, v8_exp_nonpos(_mm256_loadu_ps(x + k)));
+    if (k < n) {
+        const __m256i tail = v8_lanes_below(n - k);
+        _mm256_maskstore_ps(y + k, tail, v8_exp_nonpos(_mm256_maskload_ps(x + k, tail)));
     }
 }

@@ -2,20 +2,19 @@
  * flash_avx512.c - the block kernels of attn4j_flash_attention_f32 for AVX-512
  * (F, BW, VL, DQ), compiled with the AVX-512 flags; only called after cpu.c has
  * checked the CPU. The layout and each kernel's job are in flash.h: a block row
- * is ATTN4J_FLASH_BR = 32 lanes, NV = 2 vectors.
+ * is br = 32 or 64 lanes, NV = br / 16 = 2 or 4 vectors.
  *
  * The two products are register-tiled outer products: R rows (keys for the
  * scores, value channels for the output) by the NV vectors of a block row, R * NV
  * accumulators; per step, NV loads of the packed block and, per row, one
  * broadcast of the in-place k / v element (vbroadcastss from memory) feeding NV
- * FMAs.
- * R_MAX = 12 (24 accumulators + 2 loaded + 1 broadcast of the 32 registers). On
- * shape A (64 heads, T = S = 256, d = 64) R_MAX 8, 12 and 14, 64-row blocks with
- * R_MAX 6, and 128-key blocks all measured within the noise of a shared machine
- * (best runs 13.4-13.8 ms, ~80 GFLOP/s, about what OpenBLAS's sgemm reaches here).
- * The softmax is lane-wise throughout: the exp is v16_exp of vmath_avx512.h. q is
- * packed and the output unpacked with 16 x 16 in-register transposes: done with
- * scalar loops they cost half the time of shape B (T = S = 32) and 10-15% of A.
+ * FMAs. Rows per tile at most 24 / NV (12 or 6): 24 accumulators + NV loaded + 1
+ * broadcast of the 32 registers. Each tile is compiled for both NV (a constant
+ * at every call site).
+ * The softmax is lane-wise throughout: the exp is v16_exp_nonpos of
+ * vmath_avx512.h (its arguments are s - max <= 0). q is packed and the output
+ * unpacked with 16 x 16 in-register transposes: done with scalar loops they cost
+ * half the time of shape B (T = S = 32) and 10-15% of A.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -24,25 +23,27 @@
 #include "flash.h"
 #include "vmath_avx512.h"
 
-#define BR ATTN4J_FLASH_BR
 #define W 16
-#define NV (BR / W)
-#define R_MAX 12
+/* Accumulator registers of a tile: R * NV <= ACC. */
+#define ACC 24
+#define NV_MAX (ATTN4J_FLASH_BR_LONG / W)
 
-#if BR % W != 0
-#error "ATTN4J_FLASH_BR must be a multiple of 16"
+#if ATTN4J_FLASH_BR_SHORT != 2 * W || ATTN4J_FLASH_BR_LONG != 4 * W
+#error "the tiles below are instantiated for 2 and 4 vectors per block row"
 #endif
 
-/* st[r][:] = sum_p k[r * ldk + p] * qt[p][:] for r < R. */
-ALWAYS_INLINE void scores_tile(const float *k, int64_t ldk, const float *qt, int64_t d, float *st, const int R_)
+/* st[r][:] = sum_p k[r * ldk + p] * qt[p][:] for r < R; rows of NV vectors. */
+ALWAYS_INLINE void scores_tile(const float *k, int64_t ldk, const float *qt, int64_t d, float *st, const int R_,
+                               const int NV)
 {
-    const int R = R_ < R_MAX ? R_ : R_MAX; /* see ATTN4J_FLASH_TILES */
-    __m512 acc[R_MAX][NV];
+    const int BR = NV * W;
+    const int R = R_ < ACC / NV ? R_ : ACC / NV; /* see ATTN4J_FLASH_TILES */
+    __m512 acc[ACC / 2][NV_MAX];
     for (int r = 0; r < R; ++r)
         for (int x = 0; x < NV; ++x)
             acc[r][x] = _mm512_setzero_ps();
     for (int64_t p = 0; p < d; ++p) {
-        __m512 b[NV];
+        __m512 b[NV_MAX];
         for (int x = 0; x < NV; ++x)
             b[x] = _mm512_load_ps(qt + p * BR + x * W);
         for (int r = 0; r < R; ++r) {
@@ -56,19 +57,27 @@ ALWAYS_INLINE void scores_tile(const float *k, int64_t ldk, const float *qt, int
             _mm512_store_ps(st + r * BR + x * W, acc[r][x]);
 }
 
-void attn4j_flash_scores_avx512(const float *k, int64_t ldk, int64_t nk, const float *qt, int64_t d, float *st)
+void attn4j_flash_scores_avx512(const float *k, int64_t ldk, int64_t nk, const float *qt, int64_t d, float *st,
+                                int64_t br)
 {
-#define SCORES_TILE(j, R) scores_tile(k + (j) * ldk, ldk, qt, d, st + (j) * BR, R)
-    ATTN4J_FLASH_TILES(nk, R_MAX, SCORES_TILE);
+    if (br == ATTN4J_FLASH_BR_LONG) {
+#define SCORES_TILE(j, R) scores_tile(k + (j) * ldk, ldk, qt, d, st + (j) * ATTN4J_FLASH_BR_LONG, R, 4)
+        ATTN4J_FLASH_TILES(nk, ACC / 4, SCORES_TILE);
 #undef SCORES_TILE
+    } else {
+#define SCORES_TILE(j, R) scores_tile(k + (j) * ldk, ldk, qt, d, st + (j) * ATTN4J_FLASH_BR_SHORT, R, 2)
+        ATTN4J_FLASH_TILES(nk, ACC / 2, SCORES_TILE);
+#undef SCORES_TILE
+    }
 }
 
 /* ot[r][:] = (first ? 0 : alpha * ot[r][:]) + sum_j v[j * ldv + r] * st[j][:] for r < R. */
 ALWAYS_INLINE void pv_tile(const float *v, int64_t ldv, int64_t nk, const float *st, const float *alpha,
-                           int32_t first, float *ot, const int R_)
+                           int32_t first, float *ot, const int R_, const int NV)
 {
-    const int R = R_ < R_MAX ? R_ : R_MAX;
-    __m512 acc[R_MAX][NV];
+    const int BR = NV * W;
+    const int R = R_ < ACC / NV ? R_ : ACC / NV;
+    __m512 acc[ACC / 2][NV_MAX];
     if (first) {
         for (int r = 0; r < R; ++r)
             for (int x = 0; x < NV; ++x)
@@ -81,7 +90,7 @@ ALWAYS_INLINE void pv_tile(const float *v, int64_t ldv, int64_t nk, const float 
         }
     }
     for (int64_t j = 0; j < nk; ++j) {
-        __m512 b[NV];
+        __m512 b[NV_MAX];
         for (int x = 0; x < NV; ++x)
             b[x] = _mm512_load_ps(st + j * BR + x * W);
         for (int r = 0; r < R; ++r) {
@@ -96,11 +105,17 @@ ALWAYS_INLINE void pv_tile(const float *v, int64_t ldv, int64_t nk, const float 
 }
 
 void attn4j_flash_pv_avx512(const float *v, int64_t ldv, int64_t nk, const float *st, int64_t dv,
-                            const float *alpha, int32_t first, float *ot)
+                            const float *alpha, int32_t first, float *ot, int64_t br)
 {
-#define PV_TILE(c, R) pv_tile(v + (c), ldv, nk, st, alpha, first, ot + (c) * BR, R)
-    ATTN4J_FLASH_TILES(dv, R_MAX, PV_TILE);
+    if (br == ATTN4J_FLASH_BR_LONG) {
+#define PV_TILE(c, R) pv_tile(v + (c), ldv, nk, st, alpha, first, ot + (c) * ATTN4J_FLASH_BR_LONG, R, 4)
+        ATTN4J_FLASH_TILES(dv, ACC / 4, PV_TILE);
 #undef PV_TILE
+    } else {
+#define PV_TILE(c, R) pv_tile(v + (c), ldv, nk, st, alpha, first, ot + (c) * ATTN4J_FLASH_BR_SHORT, R, 2)
+        ATTN4J_FLASH_TILES(dv, ACC / 2, PV_TILE);
+#undef PV_TILE
+    }
 }
 
 /* ---- Transposes: q into qt, ot out into o ----------------------------------------------- */
@@ -139,22 +154,24 @@ ALWAYS_INLINE void load_block(__m512 r[16], const float *src, int64_t lds, int64
         r[i] = i < rows ? _mm512_maskz_loadu_ps(m, src + i * lds) : _mm512_setzero_ps();
 }
 
-void attn4j_flash_pack_avx512(const float *q, int64_t ldq, int64_t nq, int64_t d, float scale, float *qt)
+void attn4j_flash_pack_avx512(const float *q, int64_t ldq, int64_t nq, int64_t d, float scale, float *qt,
+                              int64_t br)
 {
     const __m512 vs = _mm512_set1_ps(scale);
     for (int64_t p0 = 0; p0 < d; p0 += W) {
         const int64_t np = d - p0 < W ? d - p0 : W;
-        for (int64_t l0 = 0; l0 < BR; l0 += W) {
+        for (int64_t l0 = 0; l0 < br; l0 += W) {
             __m512 r[16];
             load_block(r, q + l0 * ldq + p0, ldq, nq - l0, np);
             transpose16(r);
             for (int64_t i = 0; i < np; ++i)
-                _mm512_store_ps(qt + (p0 + i) * BR + l0, _mm512_mul_ps(vs, r[i]));
+                _mm512_store_ps(qt + (p0 + i) * br + l0, _mm512_mul_ps(vs, r[i]));
         }
     }
 }
 
-void attn4j_flash_store_avx512(const float *ot, int64_t dv, const float *l, int64_t nq, float *o, int64_t ldo)
+void attn4j_flash_store_avx512(const float *ot, int64_t dv, const float *l, int64_t nq, float *o, int64_t ldo,
+                               int64_t br)
 {
     for (int64_t l0 = 0; l0 < nq; l0 += W) {
         const int64_t nl = nq - l0 < W ? nq - l0 : W;
@@ -163,7 +180,7 @@ void attn4j_flash_store_avx512(const float *ot, int64_t dv, const float *l, int6
             const int64_t nc = dv - c0 < W ? dv - c0 : W;
             __m512 r[16];
             for (int i = 0; i < 16; ++i)
-                r[i] = i < nc ? _mm512_mul_ps(_mm512_load_ps(ot + (c0 + i) * BR + l0), inv) : _mm512_setzero_ps();
+                r[i] = i < nc ? _mm512_mul_ps(_mm512_load_ps(ot + (c0 + i) * br + l0), inv) : _mm512_setzero_ps();
             transpose16(r);
             const __mmask16 m = v16_lanes_below(nc);
             for (int64_t i = 0; i < nl; ++i) {
@@ -179,7 +196,7 @@ void attn4j_flash_store_avx512(const float *ot, int64_t dv, const float *l, int6
 /* One vector of lanes (x) of the online-softmax step; `masking` is a constant at
  * each call site, so the unmasked block (the usual one) has no mask work at all. */
 ALWAYS_INLINE void softmax_lanes(float *st, int64_t nk, const uint8_t *key_ok, int32_t diagonal, int64_t diag,
-                                 float *m, float *l, float *alpha, int x, int masking)
+                                 float *m, float *l, float *alpha, int64_t BR, int x, int masking)
 {
     const __m512 neg_inf = _mm512_set1_ps(-INFINITY);
     const __m512 m_old = _mm512_load_ps(m + x * W);
@@ -204,13 +221,13 @@ ALWAYS_INLINE void softmax_lanes(float *st, int64_t nk, const uint8_t *key_ok, i
      * exp sees -inf (giving 0), not -inf - -inf = NaN. */
     const __mmask16 none = _mm512_cmp_ps_mask(mx, neg_inf, _CMP_EQ_OQ);
     const __m512 mu = _mm512_mask_blend_ps(none, mx, _mm512_setzero_ps());
-    const __m512 a = v16_exp(_mm512_sub_ps(m_old, mu));
+    const __m512 a = v16_exp_nonpos(_mm512_sub_ps(m_old, mu));
     __m512 sum0 = _mm512_setzero_ps(), sum1 = _mm512_setzero_ps();
     int64_t j = 0;
     for (; j + 2 <= nk; j += 2) {
         float *p = st + j * BR + x * W;
-        const __m512 e0 = v16_exp(_mm512_sub_ps(_mm512_load_ps(p), mu));
-        const __m512 e1 = v16_exp(_mm512_sub_ps(_mm512_load_ps(p + BR), mu));
+        const __m512 e0 = v16_exp_nonpos(_mm512_sub_ps(_mm512_load_ps(p), mu));
+        const __m512 e1 = v16_exp_nonpos(_mm512_sub_ps(_mm512_load_ps(p + BR), mu));
         _mm512_store_ps(p, e0);
         _mm512_store_ps(p + BR, e1);
         sum0 = _mm512_add_ps(sum0, e0);
@@ -218,7 +235,7 @@ ALWAYS_INLINE void softmax_lanes(float *st, int64_t nk, const uint8_t *key_ok, i
     }
     if (j < nk) {
         float *p = st + j * BR + x * W;
-        const __m512 e0 = v16_exp(_mm512_sub_ps(_mm512_load_ps(p), mu));
+        const __m512 e0 = v16_exp_nonpos(_mm512_sub_ps(_mm512_load_ps(p), mu));
         _mm512_store_ps(p, e0);
         sum0 = _mm512_add_ps(sum0, e0);
     }
@@ -229,12 +246,23 @@ ALWAYS_INLINE void softmax_lanes(float *st, int64_t nk, const uint8_t *key_ok, i
 }
 
 void attn4j_flash_softmax_avx512(float *st, int64_t nk, const uint8_t *key_ok, int32_t diagonal, int64_t diag,
-                                 float *m, float *l, float *alpha)
+                                 float *m, float *l, float *alpha, int64_t br)
 {
-    for (int x = 0; x < NV; ++x) {
+    for (int x = 0; x < br / W; ++x) {
         if (key_ok != NULL || diagonal)
-            softmax_lanes(st, nk, key_ok, diagonal, diag, m, l, alpha, x, 1);
+            softmax_lanes(st, nk, key_ok, diagonal, diag, m, l, alpha, br, x, 1);
         else
-            softmax_lanes(st, nk, NULL, 0, 0, m, l, alpha, x, 0);
+            softmax_lanes(st, nk, NULL, 0, 0, m, l, alpha, br, x, 0);
+    }
+}
+
+void attn4j_flash_exp_avx512(const float *x, float *y, int64_t n)
+{
+    int64_t k = 0;
+    for (; k + W <= n; k += W)
+        _mm512_storeu_ps(y + k, v16_exp_nonpos(_mm512_loadu_ps(x + k)));
+    if (k < n) {
+        const __mmask16 tail = v16_lanes_below(n - k);
+        _mm512_mask_storeu_ps(y + k, tail, v16_exp_nonpos(_mm512_maskz_loadu_ps(tail, x + k)));
     }
 }

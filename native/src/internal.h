@@ -46,6 +46,8 @@
  */
 #define ATTN4J_EXP_LO (-104.0f)
 #define ATTN4J_EXP_HI 88.8f
+/* Below this, v16_exp_nonpos / v8_exp_nonpos give +0 (exp(-86) = 4.4e-38). */
+#define ATTN4J_EXP_NONPOS_LO (-86.0f)
 #define ATTN4J_LOG2E 0x1.715476p+0f
 #define ATTN4J_LN2_HI 0x1.62e430p-1f
 #define ATTN4J_LN2_LO (-0x1.05c610p-29f)

@@ -112,6 +112,18 @@ ALWAYS_INLINE __m256 v8_exp(__m256 x)
     return _mm256_blendv_ps(normal, tiny, use_tiny);
 }
 
+/* exp(x) for x <= 0, -inf or NaN, see v16_exp_nonpos: the same operations, 2^n
+ * made from its exponent bits (a normal float for n >= -125), then one exact
+ * product. */
+ALWAYS_INLINE __m256 v8_exp_nonpos(__m256 x)
+{
+    const __m256 drop = _mm256_cmp_ps(x, _mm256_set1_ps(ATTN4J_EXP_NONPOS_LO), _CMP_LT_OQ);
+    __m256 nf;
+    const __m256 p = v8_exp_reduced(x, &nf);
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(nf), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(drop, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
 /* exp(z) for z in [0, 20] or NaN (2|x| after the clamp in v8_tanh): v8_exp
  * without the clamp and the underflow handling, which these arguments never
  * need. n <= 29, so 2^n is built from exponent bits directly. A NaN z makes p

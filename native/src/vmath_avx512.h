@@ -101,6 +101,19 @@ ALWAYS_INLINE __m512 v16_exp(__m512 x)
     return _mm512_mask_blend_ps(use_tiny, normal, tiny);
 }
 
+/* exp(x) for x <= 0, -inf or NaN: the shifted logits x - max of a softmax. Lanes
+ * below ATTN4J_EXP_NONPOS_LO (-86, where exp is under 2^-124) give +0 instead of
+ * a tiny or subnormal number, so 2^n stays a normal float and one vscalefps
+ * makes the result; there is no clamp and no subnormal branch (v16_exp's cost
+ * in half). NaN gives NaN (the compare is false for it). */
+ALWAYS_INLINE __m512 v16_exp_nonpos(__m512 x)
+{
+    const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(ATTN4J_EXP_NONPOS_LO), _CMP_NLT_UQ);
+    __m512 nf;
+    const __m512 p = v16_exp_reduced(x, &nf);
+    return _mm512_maskz_scalef_ps(keep, p, nf);
+}
+
 /* exp(z) for z in [0, 20] or NaN (2|x| after the clamp in v16_tanh): v16_exp
  * without its clamp and underflow handling, which these arguments never need;
  * 2^n with n <= 29 is a plain vscalefps. */

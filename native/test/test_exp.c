@@ -7,6 +7,10 @@
  * -103.97, and also [0, 88.7] since the helper is a general exp. The scalar ISA
  * uses expf itself, so its run checks expf against double instead.
  *
+ * The flash-attention softmax has its own exp for arguments <= 0
+ * (v16_exp_nonpos / v8_exp_nonpos): within 2 ulp on [-86, 0], exactly +0 below
+ * -86 and for -inf, NaN for NaN, and the same bits on both vector ISAs.
+ *
  * The sweep steps through float bit patterns (every 97th float), so every binade
  * from the smallest |x| up is sampled evenly: about 23 million points.
  */
@@ -16,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "flash.h"
 #include "internal.h"
 #include "test_util.h"
 
@@ -131,6 +136,29 @@ static void check_specials(exp_fn fn)
     check_special(fn, -87.33655f, expf(-87.33655f)); /* ~FLT_MIN */
 }
 
+/* The flash softmax's exp: x <= 0 only. */
+static void check_nonpos(exp_fn fn, exp_fn other)
+{
+    twin = other;
+    check_special(fn, 0.0f, 1.0f);
+    check_special(fn, -0.0f, 1.0f);
+    check_special(fn, -FLT_TRUE_MIN, 1.0f);
+    check_special(fn, NAN, NAN);
+    check_special(fn, -NAN, NAN);
+    check_special(fn, -INFINITY, 0.0f);
+    check_special(fn, -86.0001f, 0.0f); /* below the cut: +0, not 2^-124.1 */
+    check_special(fn, -87.5f, 0.0f);
+    check_special(fn, -104.0f, 0.0f);
+    check_special(fn, -1.0e9f, 0.0f); /* a masked logit */
+    check_special(fn, -FLT_MAX, 0.0f);
+    float x = -86.0f, y;
+    fn(&x, &y, 1);
+    CHECK_MSG(ulp_distance(y, expf(-86.0f)) <= 2 && y >= FLT_MIN, "exp_nonpos(-86) = %a, expf %a", (double)y,
+              (double)expf(-86.0f));
+    sweep(fn, 0x80000000u, 0xC2AC0000u, 2); /* [-86, -0] */
+    twin = NULL;
+}
+
 int main(void)
 {
     if (test_should_skip("test_exp"))
@@ -152,6 +180,12 @@ int main(void)
      * held to its documented 1 ulp. */
     const int64_t tolerance = fn == expf_libm ? 1 : 2;
 
+#if defined(ATTN4J_HAVE_X86)
+    if (strcmp(attn4j_isa(), "avx512") == 0)
+        check_nonpos(attn4j_flash_exp_avx512, attn4j_flash_exp_avx2);
+    else if (strcmp(attn4j_isa(), "avx2") == 0)
+        check_nonpos(attn4j_flash_exp_avx2, NULL);
+#endif
     check_specials(fn);
     sweep(fn, 0x80000000u, 0xC2D00000u, tolerance); /* [-104, -0] */
     sweep(fn, 0x00000000u, 0x42B17000u, tolerance); /* [0, 88.7] */
