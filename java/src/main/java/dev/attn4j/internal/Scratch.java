@@ -2,6 +2,7 @@ package dev.attn4j.internal;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
 
 /**
  * Per-thread scratch memory for intermediate results that never leave a call (for
@@ -13,12 +14,20 @@ import java.lang.foreign.MemorySegment;
  * asks for scratch again. Calls do not nest on one thread, so one block suffices;
  * native kernels that need a workspace get it from a second block,
  * {@link #workspace(long)}, which a caller's scratch regions never share.
+ *
+ * <p>No Java heap either, in steady state: each thread reuses one {@link Carver}, and
+ * the segment objects handed out are remembered and handed out again while a call
+ * asks for the same regions of the same block as the last one (a slice is a new
+ * object each time, about 40 bytes, and a layer call cuts several).
  */
 public final class Scratch {
     private static final ThreadLocal<Scratch> LOCAL = ThreadLocal.withInitial(Scratch::new);
 
     private MemorySegment block = MemorySegment.NULL;
     private MemorySegment workspace = MemorySegment.NULL;
+    /** The last {@link #floats} segment, handed out again for the same size. */
+    private MemorySegment prefix = MemorySegment.NULL;
+    private final Carver carver = new Carver();
 
     private Scratch() {}
 
@@ -47,10 +56,13 @@ public final class Scratch {
 
     /**
      * This thread's scratch block of at least {@code bytes} bytes, to be cut into several
-     * 64-byte aligned regions with {@link Carver}.
+     * 64-byte aligned regions with {@link Carver}. The carver is this thread's one
+     * instance, reset: the regions of an earlier carver on this thread are then reused.
      */
     public static Carver carver(long bytes) {
-        return new Carver(LOCAL.get().bytes(bytes));
+        Scratch s = LOCAL.get();
+        s.ensure(bytes);
+        return s.carver.reset(s.block);
     }
 
     /** Bytes a region of {@code bytes} takes in a {@link Carver}, alignment included. */
@@ -58,13 +70,29 @@ public final class Scratch {
         return (bytes + 63) & ~63L;
     }
 
-    /** Cuts consecutive aligned regions out of one scratch block. */
+    /**
+     * Cuts consecutive aligned regions out of one scratch block. The i-th region of a
+     * call is the i-th region of the previous call when offset and size agree, so a
+     * steady sequence of calls gets the same segment objects back.
+     */
     public static final class Carver {
-        private final MemorySegment block;
+        private MemorySegment block = MemorySegment.NULL;
         private long offset;
+        private int next;
+        private MemorySegment[] regions = new MemorySegment[16];
 
-        private Carver(MemorySegment block) {
+        private Carver() {}
+
+        private Carver reset(MemorySegment block) {
             this.block = block;
+            offset = 0;
+            next = 0;
+            return this;
+        }
+
+        /** Drops the remembered regions (the block is replaced: they must not keep it alive). */
+        private void forget() {
+            Arrays.fill(regions, null);
         }
 
         public MemorySegment floats(long count) {
@@ -72,17 +100,34 @@ public final class Scratch {
         }
 
         public MemorySegment bytes(long size) {
-            MemorySegment s = block.asSlice(offset, size);
+            if (next == regions.length) {
+                regions = Arrays.copyOf(regions, 2 * next);
+            }
+            MemorySegment s = regions[next];
+            if (s == null || s.byteSize() != size || s.address() != block.address() + offset) {
+                s = block.asSlice(offset, size);
+                regions[next] = s;
+            }
+            next++;
             offset += regionSize(size);
             return s;
         }
     }
 
-    private MemorySegment bytes(long size) {
+    private void ensure(long size) {
         if (block.byteSize() < size) {
             block = grow(block, size);
+            prefix = MemorySegment.NULL;
+            carver.forget();
         }
-        return block.asSlice(0, size);
+    }
+
+    private MemorySegment bytes(long size) {
+        ensure(size);
+        if (prefix.byteSize() != size || prefix.address() != block.address()) {
+            prefix = block.asSlice(0, size);
+        }
+        return prefix;
     }
 
     private static MemorySegment grow(MemorySegment old, long size) {
