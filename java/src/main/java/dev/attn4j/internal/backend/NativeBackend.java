@@ -129,9 +129,9 @@ public final class NativeBackend implements Backend {
                 for (int o = 0; o < outer; o++) {
                     for (int h = 0; h < inner; h++) {
                         blas.sgemm(transA, transB, m, n, k, alpha,
-                                a.asSlice(Float.BYTES * (o * aOuter + h * aInner)), lda,
-                                b.asSlice(Float.BYTES * (o * bOuter + (h / bRepeat) * bInner)), ldb,
-                                beta, c.asSlice(Float.BYTES * (o * cOuter + h * cInner)), ldc);
+                                a, Float.BYTES * (o * aOuter + h * aInner), lda,
+                                b, Float.BYTES * (o * bOuter + (h / bRepeat) * bInner), ldb,
+                                beta, c, Float.BYTES * (o * cOuter + h * cInner), ldc);
                     }
                 }
             }

@@ -4,6 +4,9 @@ import dev.attn4j.internal.ffm.generated.openblas.OpenBlasBindings;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
+import java.lang.invoke.MethodHandle;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.MethodType;
 import java.nio.file.Path;
 
 /**
@@ -77,11 +80,62 @@ public final class OpenBlas {
         return transpose ? OpenBlasBindings.CblasTrans() : OpenBlasBindings.CblasNoTrans();
     }
 
-    /** Row-major {@code cblas_sgemm}. */
+    /**
+     * Row-major {@code cblas_sgemm} on the matrices at these byte offsets of a, b and c.
+     * The operands reach the downcall as segments, not raw addresses, so their arenas
+     * stay alive until it returns. No Java heap: at offsets 0 (a single product) the
+     * segments go as they are; otherwise see {@link SgemmAt}.
+     */
     public void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
-                      MemorySegment a, int lda, MemorySegment b, int ldb, float beta, MemorySegment c, int ldc) {
-        OpenBlasBindings.cblas_sgemm(OpenBlasBindings.CblasRowMajor(), trans(transA), trans(transB),
-                m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                      MemorySegment a, long aOffset, int lda, MemorySegment b, long bOffset, int ldb,
+                      float beta, MemorySegment c, long cOffset, int ldc) {
+        if ((aOffset | bOffset | cOffset) == 0) {
+            OpenBlasBindings.cblas_sgemm(OpenBlasBindings.CblasRowMajor(), trans(transA), trans(transB),
+                    m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+        try {
+            SgemmAt.HANDLE.invokeExact(OpenBlasBindings.CblasRowMajor(), trans(transA), trans(transB),
+                    m, n, k, alpha, a, aOffset, lda, b, bOffset, ldb, beta, c, cOffset, ldc);
+        } catch (Error | RuntimeException e) {
+            throw e;
+        } catch (Throwable e) {
+            throw new AssertionError("cblas_sgemm threw a checked exception", e);
+        }
+    }
+
+    /**
+     * The generated {@code cblas_sgemm} handle with each matrix argument taken as
+     * (segment, byte offset) and sliced inside the handle. A batch of small products
+     * calls this once per product, and a slice is a new object (about 40 bytes): made
+     * inside the method handle, it sits in one inline tree with the downcall stub (both
+     * are force-inlined wherever the constant handle is invoked), which only reads its
+     * address and scope, so escape analysis removes it. Made through the generated
+     * wrapper method instead, the slices escape whenever the JIT has compiled that
+     * wrapper on its own (too big to inline then). A holder class: the handle can only
+     * be made once OpenBLAS is loaded.
+     */
+    private static final class SgemmAt {
+        static final MethodHandle HANDLE = adapt(OpenBlasBindings.cblas_sgemm$handle());
+
+        private static MethodHandle adapt(MethodHandle sgemm) {
+            // (order, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc): A, B, C
+            // at 7, 9, 12; the last first, so that the earlier positions stay put.
+            MethodHandle at;
+            try {
+                at = MethodHandles.lookup().findStatic(SgemmAt.class, "at",
+                        MethodType.methodType(MemorySegment.class, MemorySegment.class, long.class));
+            } catch (ReflectiveOperationException e) {
+                throw new AssertionError(e);
+            }
+            MethodHandle h = MethodHandles.collectArguments(sgemm, 12, at);
+            h = MethodHandles.collectArguments(h, 9, at);
+            return MethodHandles.collectArguments(h, 7, at);
+        }
+
+        private static MemorySegment at(MemorySegment segment, long offset) {
+            return segment.asSlice(offset);
+        }
     }
 
     /** Row-major {@code cblas_sgemm_batch_strided}; strides in elements. */
