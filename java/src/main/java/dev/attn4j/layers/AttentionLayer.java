@@ -54,8 +54,13 @@ public abstract class AttentionLayer implements AutoCloseable {
     private volatile List<Weight> weights;
     private volatile long[][] builtShapes;
     private volatile boolean closed;
+    /** "MultiHeadAttention.call" and so on, made once: a call builds no strings. */
+    private final String callAction;
+    private final String callIntoAction;
 
     AttentionLayer(String name, boolean trainable, Long seed) {
+        this.callAction = getClass().getSimpleName() + ".call";
+        this.callIntoAction = getClass().getSimpleName() + ".callInto";
         this.name = name;
         this.trainable = trainable;
         this.seed = seed;
@@ -254,7 +259,7 @@ public abstract class AttentionLayer implements AutoCloseable {
      * {@code arena}, which the caller owns.
      */
     public final AttentionResult call(Arena arena, CallArgs args) {
-        String action = getClass().getSimpleName() + ".call";
+        String action = callAction;
         Objects.requireNonNull(arena, () -> action + ": arena must not be null");
         Objects.requireNonNull(args, () -> action + ": args must not be null");
         Plan plan = plan(action, args);
@@ -276,8 +281,10 @@ public abstract class AttentionLayer implements AutoCloseable {
      * Nothing is allocated on the Java heap or off-heap beyond per-thread scratch.
      */
     public final void callInto(CallArgs args, Tensor output, Tensor attentionScores) {
-        String action = getClass().getSimpleName() + ".callInto";
-        Objects.requireNonNull(args, () -> action + ": args must not be null");
+        String action = callIntoAction;
+        if (args == null) { // not requireNonNull with a capturing lambda: that allocates on every call
+            throw new NullPointerException(action + ": args must not be null");
+        }
         Plan plan = plan(action, args);
         requireOut(action, "output", output, plan.outputShape());
         if (args.returnAttentionScores()) {
@@ -300,8 +307,10 @@ public abstract class AttentionLayer implements AutoCloseable {
     }
 
     private static void requireOut(String action, String what, Tensor t, long[] shape) {
-        Objects.requireNonNull(t, () -> action + ": " + what + " must not be null");
-        if (t.dtype() != DType.FLOAT32 || !Arrays.equals(t.shape(), shape)) {
+        if (t == null) {
+            throw new NullPointerException(action + ": " + what + " must not be null");
+        }
+        if (t.dtype() != DType.FLOAT32 || !hasShape(t, shape)) {
             throw new IllegalArgumentException(action + ": " + what + " must be float32 of shape "
                     + Arrays.toString(shape) + ", but is " + t);
         }
@@ -311,6 +320,19 @@ public abstract class AttentionLayer implements AutoCloseable {
         if (!t.isAlive()) {
             throw new IllegalStateException(action + ": the arena of " + what + " " + t + " is closed");
         }
+    }
+
+    /** Whether {@code t} has this shape; compares dimension by dimension, without copying t's shape. */
+    static boolean hasShape(Tensor t, long[] shape) {
+        if (t.rank() != shape.length) {
+            return false;
+        }
+        for (int i = 0; i < shape.length; i++) {
+            if (t.dim(i) != shape[i]) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /** Validated call: shapes of the result, and layer-specific geometry for {@link #run}. */
