@@ -60,6 +60,9 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
     final Regularizer activityRegularizer;
     final Constraint kernelConstraint;
     final Constraint biasConstraint;
+    private final Slots slots;
+    /** The plan of the last call's shapes, reused while calls repeat them; see {@link LastPlan}. */
+    private volatile LastPlan lastPlan;
 
     MultiHeadBase(String layer, String defaultName, ProjectionLayerBuilder<?> b) {
         super(b.name != null ? b.name : Names.unique(defaultName), b.trainable, b.seed);
@@ -89,6 +92,7 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
         this.activityRegularizer = Regularizer.ofNullable(b.activityRegularizer);
         this.kernelConstraint = Constraint.ofNullable(b.kernelConstraint);
         this.biasConstraint = Constraint.ofNullable(b.biasConstraint);
+        this.slots = computeSlots();
     }
 
     /** Keras's {@code dropout}: the rate applied to the attention weights in training. */
@@ -142,7 +146,7 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
     record Slots(int queryKernel, int queryBias, int keyKernel, int keyBias, int gateKernel, int gateBias,
                  int valueKernel, int valueBias, int outputKernel, int outputBias) {}
 
-    final Slots slots() {
+    private Slots computeSlots() {
         int i = 0;
         int qk = i++;
         int qb = useBias ? i++ : -1;
@@ -448,6 +452,41 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
     /** The masks of one call, resolved to what the kernel reads. */
     private record Masks(Tensor queryMask, Tensor valueMask, Tensor keyMask, Tensor attentionMask, boolean auto) {}
 
+    /** A call without mask tensors, without and with the causal mask or sliding window. */
+    private static final Masks NO_MASKS = new Masks(null, null, null, null, false);
+    private static final Masks NO_MASKS_POSITIONAL = new Masks(null, null, null, null, true);
+
+    /**
+     * The plan of the last validated call: its geometry, and the finished plans for a
+     * call without mask tensors. The geometry is a function of the input shapes, the
+     * returnAttentionScores flag and the layer's fixed arguments, and a layer is mostly
+     * called with the same shapes again and again; a call whose shapes match skips
+     * working it out (and the shape checks, which it passed before), so a steady call
+     * allocates nothing on the Java heap. Immutable (its arrays are never written nor
+     * handed out) and published through a volatile field: threads share it safely, and
+     * threads calling with other shapes merely replace it.
+     */
+    private record LastPlan(Geometry geometry, boolean returnScores, Plan unmasked, Plan positional) {
+
+        static LastPlan of(Geometry g, boolean returnScores) {
+            return new LastPlan(g, returnScores, plan(g, NO_MASKS), plan(g, NO_MASKS_POSITIONAL));
+        }
+
+        static Plan plan(Geometry g, Masks masks) {
+            return new Plan(g.outputShape(), g.scoresShape(), new Prepared(g, masks));
+        }
+
+        /** Whether a call with these inputs (key: the value when absent) has this plan's geometry. */
+        boolean fits(Tensor query, Tensor value, Tensor key, boolean scores) {
+            return scores == returnScores && hasShape(query, geometry.queryShape())
+                    && hasShape(value, geometry.valueShape()) && hasShape(key, geometry.keyShape());
+        }
+
+        Plan with(Masks masks) {
+            return masks == NO_MASKS ? unmasked : masks == NO_MASKS_POSITIONAL ? positional : plan(geometry, masks);
+        }
+    }
+
     private Masks masks(String action, CallArgs args, Geometry g) {
         Tensor queryMask = args.queryMask();
         Tensor valueMask = args.valueMask();
@@ -473,28 +512,41 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
                     + "attention axes (1,): Keras 3.15 builds them from axis 1 only");
         }
         long b = g.queryShape()[0];
-        checkMask(action, "queryMask", queryMask, new long[] {b, g.t()});
-        checkMask(action, "valueMask", valueMask, new long[] {b, g.s()});
-        checkMask(action, "keyMask", keyMask, new long[] {b, g.s()});
+        checkPaddingMask(action, "queryMask", queryMask, b, g.t());
+        checkPaddingMask(action, "valueMask", valueMask, b, g.s());
+        checkPaddingMask(action, "keyMask", keyMask, b, g.s());
         Tensor attention = args.attentionMask();
         if (attention != null) {
-            checkMask(action, "attentionMask", attention, null);
+            checkMaskType(action, "attentionMask", attention);
+            checkMaskAlive(action, "attentionMask", attention);
             expandKeras(action, attention.shape(), g);
+        } else if (!padding) {
+            return positional ? NO_MASKS_POSITIONAL : NO_MASKS;
         }
         return new Masks(queryMask, valueMask, keyMask, attention, padding || positional);
     }
 
-    private static void checkMask(String action, String what, Tensor mask, long[] shape) {
+    /** A padding mask must be (batch, positions); the dims are compared one by one (no arrays per call). */
+    private static void checkPaddingMask(String action, String what, Tensor mask, long batch, long positions) {
         if (mask == null) {
             return;
         }
+        checkMaskType(action, what, mask);
+        if (mask.rank() != 2 || mask.dim(0) != batch || mask.dim(1) != positions) {
+            throw new IllegalArgumentException(action + ": " + what + " must have shape "
+                    + Arrays.toString(new long[] {batch, positions}) + " (batch, positions), but has "
+                    + Arrays.toString(mask.shape()));
+        }
+        checkMaskAlive(action, what, mask);
+    }
+
+    private static void checkMaskType(String action, String what, Tensor mask) {
         if (mask.dtype() != DType.BOOL && mask.dtype() != DType.FLOAT32) {
             throw new IllegalArgumentException(action + ": " + what + " must be bool or float32, but is " + mask);
         }
-        if (shape != null && !Arrays.equals(mask.shape(), shape)) {
-            throw new IllegalArgumentException(action + ": " + what + " must have shape " + Arrays.toString(shape)
-                    + " (batch, positions), but has " + Arrays.toString(mask.shape()));
-        }
+    }
+
+    private static void checkMaskAlive(String action, String what, Tensor mask) {
         if (!mask.isAlive()) {
             throw new IllegalStateException(action + ": the arena of " + what + " " + mask + " is closed");
         }
@@ -546,11 +598,19 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
             throw new IllegalArgumentException(action + ": returning attention scores is not supported with "
                     + "flashAttention (Keras's rule); disable flashAttention to get them");
         }
+        boolean returnScores = args.returnAttentionScores();
+        LastPlan last = lastPlan;
+        if (last != null && last.fits(q, v, k == null ? v : k, returnScores)) {
+            // Shapes seen before: geometry() and ensureBuilt() passed for them and would again.
+            return last.with(masks(action, args, last.geometry()));
+        }
         long[] ks = k == null ? null : k.shape();
-        Geometry g = geometry(action, q.shape(), v.shape(), ks, args.returnAttentionScores());
+        Geometry g = geometry(action, q.shape(), v.shape(), ks, returnScores);
         Masks masks = masks(action, args, g);
         ensureBuilt(action, q.shape(), v.shape(), ks);
-        return new Plan(g.outputShape(), g.scoresShape(), new Prepared(g, masks));
+        last = LastPlan.of(g, returnScores);
+        lastPlan = last; // only once built and valid
+        return last.with(masks);
     }
 
     @Override
@@ -559,7 +619,7 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
         Geometry g = prepared.geometry();
         Masks m = prepared.masks();
         Backend be = Backends.get();
-        Slots w = slots();
+        Slots w = slots;
         int n = queryHeads();
         int kv = keyValueHeads();
         int r = n / kv;
@@ -695,12 +755,7 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
     // ---- masks ------------------------------------------------------------------------
 
     private long maskScratchBytes(Masks m, Geometry g) {
-        long bytes = 0;
-        for (Tensor t : new Tensor[] {m.queryMask(), m.valueMask(), m.keyMask()}) {
-            if (t != null) {
-                bytes += Scratch.regionSize(t.size());
-            }
-        }
+        long bytes = regionSize(m.queryMask()) + regionSize(m.valueMask()) + regionSize(m.keyMask());
         if (m.attentionMask() != null) {
             bytes += Scratch.regionSize(m.attentionMask().size());
             long[] scores = g.scoresShape();
@@ -711,6 +766,11 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
             bytes += Scratch.regionSize(full);
         }
         return bytes + Scratch.regionSize(g.queryShape()[0] * g.s());
+    }
+
+    /** Scratch bytes for a converted copy of a mask; 0 without one. */
+    private static long regionSize(Tensor mask) {
+        return mask == null ? 0 : Scratch.regionSize(mask.size());
     }
 
     /** A bool view of a mask: bool masks as they are, float ones converted (!= 0 or > 0.5). */

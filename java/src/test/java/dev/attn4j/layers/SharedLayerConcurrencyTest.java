@@ -22,7 +22,9 @@ import org.junit.jupiter.api.Test;
 /**
  * One built layer shared by {@value #THREADS} threads, {@value #CALLS} calls each with
  * different inputs (and masks), gives bit for bit the results of the same calls made one
- * after another on one thread: the thread-safety rule of {@link AttentionLayer}. Run with
+ * after another on one thread: the thread-safety rule of {@link AttentionLayer}. The
+ * query and value lengths change from call to call (T or T - 1, S or S - 2), so threads
+ * keep replacing the plan a layer keeps for the last call's shapes under each other. Run with
  * OpenBLAS on 1 thread (attn4j's default) and on 2 threads ({@link Attn4j#setNumThreads},
  * restored afterwards); the shapes are large enough (m * n * k > 4 * 65536 for the score
  * or projection products) that OpenBLAS really splits them across its threads at 2.
@@ -31,23 +33,28 @@ class SharedLayerConcurrencyTest {
     static final int THREADS = 8;
     static final int CALLS = 500;
 
-    /** One call's inputs, as arrays, so every thread builds its own tensors. */
-    record Input(float[] query, float[] value, boolean[] queryMask, boolean[] valueMask, boolean causal) {}
+    /** One call's inputs, as arrays, so every thread builds its own tensors; its lengths t and s. */
+    record Input(float[] query, float[] value, boolean[] queryMask, boolean[] valueMask, boolean causal, int t,
+                 int s) {}
 
-    /** The inputs of all THREADS * CALLS calls: (B, T, D) query and (B, S, D) value. */
-    private static List<Input> inputs(long seed, int b, int t, int s, int d) {
+    /** The inputs of all THREADS * CALLS calls: (B, T or T - 1, D) query and (B, S or S - 2, D) value. */
+    private static List<Input> inputs(long seed, int b, int maxT, int maxS, int d) {
         SplittableRandom r = new SplittableRandom(seed);
         List<Input> in = new ArrayList<>();
         for (int i = 0; i < THREADS * CALLS; i++) {
+            int t = maxT - (r.nextBoolean() ? 0 : 1);
+            int s = maxS - (r.nextBoolean() ? 0 : 2);
             in.add(new Input(TestData.floats(r, b * t * d, -2, 2), TestData.floats(r, b * s * d, -2, 2),
                     r.nextBoolean() ? TestData.booleans(r, b * t, 0.8) : null,
-                    r.nextBoolean() ? TestData.booleans(r, b * s, 0.8) : null, r.nextBoolean()));
+                    r.nextBoolean() ? TestData.booleans(r, b * s, 0.8) : null, r.nextBoolean(), t, s));
         }
         return in;
     }
 
     /** Output then scores (or an empty array), as float bits. */
-    private static float[][] run(AttentionLayer layer, Input in, int b, int t, int s, int d) {
+    private static float[][] run(AttentionLayer layer, Input in, int b, int d) {
+        int t = in.t();
+        int s = in.s();
         try (Arena arena = Arena.ofConfined()) {
             CallArgs args = CallArgs.of(Tensor.of(arena, in.query(), b, t, d), Tensor.of(arena, in.value(), b, s, d))
                     .withUseCausalMask(in.causal())
@@ -64,10 +71,10 @@ class SharedLayerConcurrencyTest {
      * returns the sequential results for comparison across OpenBLAS thread counts.
      */
     private static List<float[][]> sharedCallsMatchSequential(String what, AttentionLayer layer, List<Input> in,
-                                                              int b, int t, int s, int d) throws Exception {
+                                                              int b, int d) throws Exception {
         List<float[][]> expected = new ArrayList<>();
         for (Input x : in) {
-            expected.add(run(layer, x, b, t, s, d));
+            expected.add(run(layer, x, b, d));
         }
         ExecutorService pool = Executors.newFixedThreadPool(THREADS);
         CountDownLatch start = new CountDownLatch(1);
@@ -80,7 +87,7 @@ class SharedLayerConcurrencyTest {
                     start.await();
                     int mismatches = 0;
                     for (int i = first; i < first + CALLS; i++) {
-                        float[][] got = run(layer, in.get(i), b, t, s, d);
+                        float[][] got = run(layer, in.get(i), b, d);
                         // Arrays.equals on float[] compares floatToIntBits: bit for bit, NaN included.
                         if (!Arrays.equals(expected.get(i)[0], got[0]) || !Arrays.equals(expected.get(i)[1], got[1])) {
                             mismatches++;
@@ -118,10 +125,10 @@ class SharedLayerConcurrencyTest {
             }
             layer.setWeights(weights.toArray(float[][]::new));
             Attn4j.setNumThreads(1);
-            List<float[][]> one = sharedCallsMatchSequential(what, layer, in, b, t, s, d);
+            List<float[][]> one = sharedCallsMatchSequential(what, layer, in, b, d);
             Attn4j.setNumThreads(2);
             assertTrue(Attn4j.numThreads() == 2, "OpenBLAS did not take 2 threads");
-            List<float[][]> two = sharedCallsMatchSequential(what, layer, in, b, t, s, d);
+            List<float[][]> two = sharedCallsMatchSequential(what, layer, in, b, d);
             int differ = 0;
             for (int i = 0; i < one.size(); i++) {
                 if (!Arrays.equals(one.get(i)[0], two.get(i)[0]) || !Arrays.equals(one.get(i)[1], two.get(i)[1])) {
