@@ -28,6 +28,8 @@ import java.util.Arrays;
 abstract sealed class SingleHeadAttention extends AttentionLayer permits Attention, AdditiveAttention {
 
     private final double dropout;
+    /** The plan of the last call's shapes, reused while calls repeat them; see {@link LastPlan}. */
+    private volatile LastPlan lastPlan;
 
     SingleHeadAttention(String name, boolean trainable, Long seed, double dropout) {
         super(name, trainable, seed);
@@ -145,12 +147,29 @@ abstract sealed class SingleHeadAttention extends AttentionLayer permits Attenti
             throw new IllegalArgumentException(action + ": " + what + " must be a bool tensor of shape "
                     + Arrays.toString(expected) + ", but is " + mask);
         }
-        if (!Arrays.equals(mask.shape(), expected)) {
+        if (!hasShape(mask, expected)) {
             throw new IllegalArgumentException(action + ": " + what + " must have shape " + Arrays.toString(expected)
                     + ", but has " + Arrays.toString(mask.shape()));
         }
         if (!mask.isAlive()) {
             throw new IllegalStateException(action + ": the arena of " + what + " " + mask + " is closed");
+        }
+    }
+
+    /**
+     * The last validated call's input shapes (the key's: the value's when absent), the
+     * mask shapes they imply, and their plan. The checks and shapes are functions of
+     * the input shapes, and a layer is mostly called with the same shapes again and
+     * again; a call whose shapes match skips them (it passed them before), so a steady
+     * call allocates nothing on the Java heap. Immutable (its arrays are never written
+     * nor handed out) and published through a volatile field: threads share it safely,
+     * and threads calling with other shapes merely replace it.
+     */
+    private record LastPlan(long[] queryShape, long[] valueShape, long[] keyShape, long[] queryMaskShape,
+                            long[] valueMaskShape, Plan plan) {
+
+        boolean fits(Tensor query, Tensor value, Tensor key) {
+            return hasShape(query, queryShape) && hasShape(value, valueShape) && hasShape(key, keyShape);
         }
     }
 
@@ -170,6 +189,13 @@ abstract sealed class SingleHeadAttention extends AttentionLayer permits Attenti
                     + "(Keras: mask=[query_mask, value_mask]); got "
                     + (args.keyMask() != null ? "keyMask" : "attentionMask"));
         }
+        LastPlan last = lastPlan;
+        if (last != null && last.fits(q, v, k == null ? v : k)) {
+            // Shapes seen before: checkShapes() and ensureBuilt() passed for them and would again.
+            requireMask(action, "queryMask", args.queryMask(), last.queryMaskShape());
+            requireMask(action, "valueMask", args.valueMask(), last.valueMaskShape());
+            return last.plan();
+        }
         long[] qs = q.shape();
         long[] vs = v.shape();
         long[] ks = k == null ? null : k.shape();
@@ -180,7 +206,9 @@ abstract sealed class SingleHeadAttention extends AttentionLayer permits Attenti
         requireMask(action, "queryMask", args.queryMask(), queryMaskShape);
         requireMask(action, "valueMask", args.valueMask(), valueMaskShape);
         ensureBuilt(action, qs, vs, ks);
-        return new Plan(computeOutputShape(qs, vs, ks), computeAttentionScoresShape(qs, vs, ks), null);
+        Plan plan = new Plan(computeOutputShape(qs, vs, ks), computeAttentionScoresShape(qs, vs, ks), null);
+        lastPlan = new LastPlan(qs, vs, ks == null ? vs : ks, queryMaskShape, valueMaskShape, plan); // once valid
+        return plan;
     }
 
     @Override
@@ -188,14 +216,13 @@ abstract sealed class SingleHeadAttention extends AttentionLayer permits Attenti
         Tensor q = args.query();
         Tensor v = args.value();
         Tensor k = args.key() != null ? args.key() : v;
-        long[] qs = q.shape();
-        int lead = qs.length - 2;
+        int lead = q.rank() - 2;
         int batch = 1;
         for (int i = 0; i < lead; i++) {
-            batch *= (int) qs[i];
+            batch *= (int) q.dim(i);
         }
-        int tq = (int) qs[lead];
-        int dim = (int) qs[lead + 1];
+        int tq = (int) q.dim(lead);
+        int dim = (int) q.dim(lead + 1);
         int tv = (int) v.dim(-2);
         int dimV = (int) v.dim(-1);
         long scoreCount = (long) batch * tq * tv;
