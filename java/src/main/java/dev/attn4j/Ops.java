@@ -40,7 +40,9 @@ public final class Ops {
     }
 
     static void matmul(Tensor a, boolean transA, Tensor b, boolean transB, Tensor out, GemmRoute route) {
-        String action = "matmul";
+        // final: a constant, so the messages below are built at compile time; a call that
+        // passes its checks allocates nothing on the Java heap (shapes are compared by dim()).
+        final String action = "matmul";
         requireFloat(action, "a", a);
         requireFloat(action, "b", b);
         requireFloat(action, "out", out);
@@ -60,9 +62,6 @@ public final class Ops {
                     + (transA ? " (transposed)" : "") + " gives K = " + k + ", b " + shape(b)
                     + (transB ? " (transposed)" : "") + " gives K = " + kb);
         }
-        long[] expectedOut = a.shape();
-        expectedOut[expectedOut.length - 2] = m;
-        expectedOut[expectedOut.length - 1] = n;
         long batch = 1;
         for (int i = 0; i < a.rank() - 2; i++) {
             if (b.rank() == a.rank() && b.dim(i) != a.dim(i)) {
@@ -71,7 +70,10 @@ public final class Ops {
             }
             batch *= a.dim(i);
         }
-        if (!Arrays.equals(out.shape(), expectedOut)) {
+        if (!hasMatmulShape(out, a, m, n)) {
+            long[] expectedOut = a.shape();
+            expectedOut[expectedOut.length - 2] = m;
+            expectedOut[expectedOut.length - 1] = n;
             throw new IllegalArgumentException(action + ": out must have shape " + Arrays.toString(expectedOut)
                     + ", but has " + shape(out));
         }
@@ -79,7 +81,9 @@ public final class Ops {
         requireInt(action, "N", n);
         requireInt(action, "K", k);
         requireInt(action, "batch count", batch);
-        requireMatricesFitInt(action, a, b, out);
+        requireMatrixFitsInt(action, a);
+        requireMatrixFitsInt(action, b);
+        requireMatrixFitsInt(action, out);
         requireWritable(action, "out", out);
         a.checkAlive(action + " (a)");
         b.checkAlive(action + " (b)");
@@ -121,7 +125,7 @@ public final class Ops {
      */
     public static void maskedSoftmax(Tensor scores, float scale, Tensor mask, boolean causal,
                                      MaskConvention convention) {
-        String action = "maskedSoftmax";
+        final String action = "maskedSoftmax"; // a constant: see matmul
         requireFloat(action, "scores", scores);
         Objects.requireNonNull(convention, action + ": convention must not be null");
         if (scores.rank() < 2) {
@@ -322,12 +326,28 @@ public final class Ops {
         }
     }
 
-    /** Each matrix must be indexable with the 32-bit integers BLAS uses for row * ld offsets. */
-    private static void requireMatricesFitInt(String action, Tensor... tensors) {
-        for (Tensor t : tensors) {
-            long rows = t.dim(-2);
-            long cols = t.dim(-1);
-            requireInt(action, "elements per matrix of " + t, rows * cols);
+    /** out's shape is a's with the last two dims M, N. */
+    private static boolean hasMatmulShape(Tensor out, Tensor a, long m, long n) {
+        int rank = a.rank();
+        if (out.rank() != rank || out.dim(-2) != m || out.dim(-1) != n) {
+            return false;
+        }
+        for (int i = 0; i < rank - 2; i++) {
+            if (out.dim(i) != a.dim(i)) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /**
+     * A matrix must be indexable with the 32-bit integers BLAS uses for row * ld offsets.
+     * The message names the tensor, so it is built only when the check fails.
+     */
+    private static void requireMatrixFitsInt(String action, Tensor t) {
+        long elements = t.dim(-2) * t.dim(-1);
+        if (elements > Integer.MAX_VALUE) {
+            requireInt(action, "elements per matrix of " + t, elements);
         }
     }
 
