@@ -3,7 +3,12 @@ package dev.attn4j.internal.ffm;
 import java.io.IOException;
 import java.io.InputStream;
 import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandle;
 import java.net.JarURLConnection;
 import java.net.URL;
 import java.net.URLConnection;
@@ -35,6 +40,10 @@ import java.util.zip.CRC32;
  * Extracted files go to {@value #CACHE_PROPERTY} if set, else to a per-user folder
  * under {@code java.io.tmpdir}, keyed by content (CRC-32 and size) so that copies are
  * reused across runs and never go stale.
+ *
+ * <p>Before OpenBLAS loads, its {@value #THREAD_TIMEOUT_ENV} is set to
+ * {@value #DEFAULT_THREAD_TIMEOUT} unless the environment already has it (see
+ * {@link #THREAD_TIMEOUT_PROPERTY}).
  */
 public final class NativeLibraries {
     public static final String OPENBLAS_PROPERTY = "attn4j.openblas.library";
@@ -42,6 +51,21 @@ public final class NativeLibraries {
     public static final String KERNELS_PROPERTY = "attn4j.native.library";
     public static final String KERNELS_ENV = "ATTN4J_NATIVE_LIBRARY";
     public static final String CACHE_PROPERTY = "attn4j.native.cacheDir";
+
+    /**
+     * OpenBLAS's worker threads busy-wait for 2^N cycles after each product before they
+     * sleep, N = {@value #THREAD_TIMEOUT_ENV}, read once when the library loads; its
+     * default, 28, is ~0.1 s at 2-3 GHz. attn4j's own kernels (the fused attention)
+     * run right after OpenBLAS's products with threads of their own, and found every
+     * other core still taken by a spinning OpenBLAS worker: with 2 threads, a whole
+     * MultiHeadAttention layer measured 50-53 ms instead of 40-44, its attention
+     * kernel not faster than with 1 thread. N = 16 (~30 us) lets the workers sleep
+     * before attn4j's kernels start, and costs a thread wake-up per product.
+     */
+    public static final String THREAD_TIMEOUT_ENV = "OPENBLAS_THREAD_TIMEOUT";
+    /** System property overriding {@link #DEFAULT_THREAD_TIMEOUT}; {@code keep} leaves OpenBLAS's default. */
+    public static final String THREAD_TIMEOUT_PROPERTY = "attn4j.openblas.threadTimeout";
+    static final String DEFAULT_THREAD_TIMEOUT = "16";
 
     /** The bundled OpenBLAS and what it links against, in the order they must load. */
     private static final List<String> OPENBLAS_BUNDLE =
@@ -67,6 +91,7 @@ public final class NativeLibraries {
 
     /** Loads OpenBLAS from the configured file or from the bytedeco platform jar. */
     public static Loaded loadOpenBlas() throws IOException {
+        setThreadTimeout();
         Path chosen = configured(OPENBLAS_PROPERTY, OPENBLAS_ENV);
         if (chosen != null) {
             return load(chosen, origin(OPENBLAS_PROPERTY, OPENBLAS_ENV));
@@ -85,6 +110,50 @@ public final class NativeLibraries {
             last = load(extract(url, dir, name), "org.bytedeco:openblas platform jar");
         }
         return last;
+    }
+
+    /**
+     * Puts {@value #THREAD_TIMEOUT_ENV} into the process environment (libc
+     * {@code setenv}, without overwriting) for OpenBLAS to read when it loads, unless
+     * the environment the JVM started with has it or {@value #THREAD_TIMEOUT_PROPERTY}
+     * is {@code keep}. The value must be an integer 4-30, OpenBLAS's range.
+     */
+    private static void setThreadTimeout() throws IOException {
+        if (System.getenv(THREAD_TIMEOUT_ENV) != null) {
+            return;
+        }
+        String value = System.getProperty(THREAD_TIMEOUT_PROPERTY, DEFAULT_THREAD_TIMEOUT).trim();
+        if (value.equals("keep")) {
+            return;
+        }
+        int n;
+        try {
+            n = Integer.parseInt(value);
+        } catch (NumberFormatException e) {
+            n = -1;
+        }
+        if (n < 4 || n > 30) {
+            throw new IOException("-D" + THREAD_TIMEOUT_PROPERTY + " must be an integer from 4 to 30 (OpenBLAS "
+                    + "worker threads spin 2^N cycles before sleeping) or 'keep', but is '" + value + "'");
+        }
+        Linker linker = Linker.nativeLinker();
+        MemorySegment setenv = linker.defaultLookup().find("setenv").orElse(null);
+        if (setenv == null) {
+            return; // not a libc with setenv: OpenBLAS keeps its default
+        }
+        MethodHandle call = linker.downcallHandle(setenv, FunctionDescriptor.of(ValueLayout.JAVA_INT,
+                ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.JAVA_INT));
+        try (Arena arena = Arena.ofConfined()) {
+            int rc = (int) call.invokeExact(arena.allocateFrom(THREAD_TIMEOUT_ENV),
+                    arena.allocateFrom(Integer.toString(n)), 0);
+            if (rc != 0) {
+                throw new IOException("setenv(" + THREAD_TIMEOUT_ENV + ") failed");
+            }
+        } catch (IOException | RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IOException("setenv(" + THREAD_TIMEOUT_ENV + ") failed", t);
+        }
     }
 
     /** Loads libattn4j from the configured file or from this jar. */
