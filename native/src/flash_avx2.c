@@ -163,53 +163,67 @@ void attn4j_flash_store_avx2(const float *ot, int64_t dv, const float *l, int64_
     }
 }
 
+/* Score j of the lane vector x, with the masks applied (and stored) when `masking`. */
+ALWAYS_INLINE __m256 masked_score(float *st, int64_t j, const uint8_t *key_ok, int32_t diagonal, int64_t diag,
+                                  int64_t BR, int x, int masking)
+{
+    float *p = st + j * BR + x * W;
+    __m256 s = _mm256_load_ps(p);
+    if (masking) {
+        if (key_ok != NULL && key_ok[j] == 0) {
+            s = _mm256_set1_ps(-INFINITY);
+            _mm256_store_ps(p, s);
+        } else if (diagonal) {
+            /* Lane ln keeps key j when ln >= j - x * 8 - diag. */
+            const __m256 drop = _mm256_castsi256_ps(v8_lanes_below(j - x * W - diag));
+            s = _mm256_blendv_ps(s, _mm256_set1_ps(-INFINITY), drop);
+            _mm256_store_ps(p, s);
+        }
+    }
+    return s;
+}
+
 /* One vector of lanes (the 8 at x * 8) of the online-softmax step; see
- * flash_avx512.c. `masking` is a constant at each call site. */
+ * flash_avx512.c (the same operations in the same order). `masking` is a
+ * constant at each call site. */
 ALWAYS_INLINE void softmax_lanes(float *st, int64_t nk, const uint8_t *key_ok, int32_t diagonal, int64_t diag,
                                  float *m, float *l, float *alpha, int64_t BR, int x, int masking)
 {
     const __m256 neg_inf = _mm256_set1_ps(-INFINITY);
     const __m256 m_old = _mm256_load_ps(m + x * W);
-    __m256 mx = m_old;
-    for (int64_t j = 0; j < nk; ++j) {
-        float *p = st + j * BR + x * W;
-        __m256 s = _mm256_load_ps(p);
-        if (masking) {
-            if (key_ok != NULL && key_ok[j] == 0) {
-                s = neg_inf;
-                _mm256_store_ps(p, s);
-            } else if (diagonal) {
-                /* Lane ln keeps key j when ln >= j - x * 8 - diag. */
-                const __m256 drop = _mm256_castsi256_ps(v8_lanes_below(j - x * W - diag));
-                s = _mm256_blendv_ps(s, neg_inf, drop);
-                _mm256_store_ps(p, s);
-            }
-        }
-        mx = _mm256_max_ps(mx, s);
+    __m256 mx0 = m_old, mx1 = neg_inf, mx2 = neg_inf, mx3 = neg_inf;
+    int64_t j = 0;
+    for (; j + 4 <= nk; j += 4) {
+        mx0 = _mm256_max_ps(mx0, masked_score(st, j, key_ok, diagonal, diag, BR, x, masking));
+        mx1 = _mm256_max_ps(mx1, masked_score(st, j + 1, key_ok, diagonal, diag, BR, x, masking));
+        mx2 = _mm256_max_ps(mx2, masked_score(st, j + 2, key_ok, diagonal, diag, BR, x, masking));
+        mx3 = _mm256_max_ps(mx3, masked_score(st, j + 3, key_ok, diagonal, diag, BR, x, masking));
     }
+    for (; j < nk; ++j)
+        mx0 = _mm256_max_ps(mx0, masked_score(st, j, key_ok, diagonal, diag, BR, x, masking));
+    const __m256 mx = _mm256_max_ps(_mm256_max_ps(mx0, mx1), _mm256_max_ps(mx2, mx3));
     /* Lanes that kept nothing yet: subtract 0, not -inf (see flash_avx512.c). */
     const __m256 none = _mm256_cmp_ps(mx, neg_inf, _CMP_EQ_OQ);
     const __m256 mu = _mm256_blendv_ps(mx, _mm256_setzero_ps(), none);
     const __m256 a = v8_exp_nonpos(_mm256_sub_ps(m_old, mu));
-    __m256 sum0 = _mm256_setzero_ps(), sum1 = _mm256_setzero_ps();
-    int64_t j = 0;
-    for (; j + 2 <= nk; j += 2) {
-        float *p = st + j * BR + x * W;
-        const __m256 e0 = v8_exp_nonpos(_mm256_sub_ps(_mm256_load_ps(p), mu));
-        const __m256 e1 = v8_exp_nonpos(_mm256_sub_ps(_mm256_load_ps(p + BR), mu));
-        _mm256_store_ps(p, e0);
-        _mm256_store_ps(p + BR, e1);
-        sum0 = _mm256_add_ps(sum0, e0);
-        sum1 = _mm256_add_ps(sum1, e1);
+    __m256 sum[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (j = 0; j + 4 <= nk; j += 4) {
+        for (int u = 0; u < 4; ++u) {
+            float *p = st + (j + u) * BR + x * W;
+            const __m256 e = v8_exp_nonpos(_mm256_sub_ps(_mm256_load_ps(p), mu));
+            _mm256_store_ps(p, e);
+            sum[u] = _mm256_add_ps(sum[u], e);
+        }
     }
-    if (j < nk) {
+    for (; j < nk; ++j) {
         float *p = st + j * BR + x * W;
-        const __m256 e0 = v8_exp_nonpos(_mm256_sub_ps(_mm256_load_ps(p), mu));
-        _mm256_store_ps(p, e0);
-        sum0 = _mm256_add_ps(sum0, e0);
+        const __m256 e = v8_exp_nonpos(_mm256_sub_ps(_mm256_load_ps(p), mu));
+        _mm256_store_ps(p, e);
+        sum[0] = _mm256_add_ps(sum[0], e);
     }
+    const __m256 total = _mm256_add_ps(_mm256_add_ps(sum[0], sum[1]), _mm256_add_ps(sum[2], sum[3]));
     const __m256 lv = _mm256_mul_ps(a, _mm256_load_ps(l + x * W));
-    _mm256_store_ps(l + x * W, _mm256_add_ps(lv, _mm256_add_ps(sum0, sum1)));
+    _mm256_store_ps(l + x * W, _mm256_add_ps(lv, total));
     _mm256_store_ps(m + x * W, mx);
     _mm256_store_ps(alpha + x * W, a);
 }

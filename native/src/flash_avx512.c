@@ -195,52 +195,72 @@ void attn4j_flash_store_avx512(const float *ot, int64_t dv, const float *l, int6
 
 /* One vector of lanes (x) of the online-softmax step; `masking` is a constant at
  * each call site, so the unmasked block (the usual one) has no mask work at all. */
+/* Score j of the lane vector x, with the masks applied (and stored) when `masking`. */
+ALWAYS_INLINE __m512 masked_score(float *st, int64_t j, const uint8_t *key_ok, int32_t diagonal, int64_t diag,
+                                  int64_t BR, int x, int masking)
+{
+    float *p = st + j * BR + x * W;
+    __m512 s = _mm512_load_ps(p);
+    if (masking) {
+        __mmask16 keep = key_ok != NULL && key_ok[j] == 0 ? 0 : 0xFFFF;
+        /* Lane ln (query x * 16 + ln) keeps key j when j - (x * 16 + ln) <= diag,
+         * i.e. ln >= j - x * 16 - diag. */
+        if (diagonal)
+            keep &= (__mmask16)~v16_lanes_below(j - x * W - diag);
+        if (keep != 0xFFFF) {
+            s = _mm512_mask_blend_ps(keep, _mm512_set1_ps(-INFINITY), s);
+            _mm512_store_ps(p, s);
+        }
+    }
+    return s;
+}
+
+/* One vector of lanes (x) of the online-softmax step; `masking` is a constant at
+ * each call site, so the unmasked block (the usual one) has no mask work at all.
+ * The max and the sum run as four independent chains: one chain is bound by the
+ * 4-cycle latency of each max / add (measured 11-12 cycles per vector with one
+ * max and two sum chains). */
 ALWAYS_INLINE void softmax_lanes(float *st, int64_t nk, const uint8_t *key_ok, int32_t diagonal, int64_t diag,
                                  float *m, float *l, float *alpha, int64_t BR, int x, int masking)
 {
     const __m512 neg_inf = _mm512_set1_ps(-INFINITY);
     const __m512 m_old = _mm512_load_ps(m + x * W);
-    __m512 mx = m_old;
-    for (int64_t j = 0; j < nk; ++j) {
-        float *p = st + j * BR + x * W;
-        __m512 s = _mm512_load_ps(p);
-        if (masking) {
-            __mmask16 keep = key_ok != NULL && key_ok[j] == 0 ? 0 : 0xFFFF;
-            /* Lane ln (query x * 16 + ln) keeps key j when j - (x * 16 + ln) <= diag,
-             * i.e. ln >= j - x * 16 - diag. */
-            if (diagonal)
-                keep &= (__mmask16)~v16_lanes_below(j - x * W - diag);
-            if (keep != 0xFFFF) {
-                s = _mm512_mask_blend_ps(keep, neg_inf, s);
-                _mm512_store_ps(p, s);
-            }
-        }
-        mx = _mm512_max_ps(mx, s);
+    __m512 mx0 = m_old, mx1 = neg_inf, mx2 = neg_inf, mx3 = neg_inf;
+    int64_t j = 0;
+    for (; j + 4 <= nk; j += 4) {
+        mx0 = _mm512_max_ps(mx0, masked_score(st, j, key_ok, diagonal, diag, BR, x, masking));
+        mx1 = _mm512_max_ps(mx1, masked_score(st, j + 1, key_ok, diagonal, diag, BR, x, masking));
+        mx2 = _mm512_max_ps(mx2, masked_score(st, j + 2, key_ok, diagonal, diag, BR, x, masking));
+        mx3 = _mm512_max_ps(mx3, masked_score(st, j + 3, key_ok, diagonal, diag, BR, x, masking));
     }
+    for (; j < nk; ++j)
+        mx0 = _mm512_max_ps(mx0, masked_score(st, j, key_ok, diagonal, diag, BR, x, masking));
+    /* A NaN score may or may not survive the max; its exp is NaN either way, and
+     * so is its row. */
+    const __m512 mx = _mm512_max_ps(_mm512_max_ps(mx0, mx1), _mm512_max_ps(mx2, mx3));
     /* Lanes that kept nothing yet have mx = -inf: subtract 0 there instead, so the
      * exp sees -inf (giving 0), not -inf - -inf = NaN. */
     const __mmask16 none = _mm512_cmp_ps_mask(mx, neg_inf, _CMP_EQ_OQ);
     const __m512 mu = _mm512_mask_blend_ps(none, mx, _mm512_setzero_ps());
     const __m512 a = v16_exp_nonpos(_mm512_sub_ps(m_old, mu));
-    __m512 sum0 = _mm512_setzero_ps(), sum1 = _mm512_setzero_ps();
-    int64_t j = 0;
-    for (; j + 2 <= nk; j += 2) {
-        float *p = st + j * BR + x * W;
-        const __m512 e0 = v16_exp_nonpos(_mm512_sub_ps(_mm512_load_ps(p), mu));
-        const __m512 e1 = v16_exp_nonpos(_mm512_sub_ps(_mm512_load_ps(p + BR), mu));
-        _mm512_store_ps(p, e0);
-        _mm512_store_ps(p + BR, e1);
-        sum0 = _mm512_add_ps(sum0, e0);
-        sum1 = _mm512_add_ps(sum1, e1);
+    __m512 sum[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (j = 0; j + 4 <= nk; j += 4) {
+        for (int u = 0; u < 4; ++u) {
+            float *p = st + (j + u) * BR + x * W;
+            const __m512 e = v16_exp_nonpos(_mm512_sub_ps(_mm512_load_ps(p), mu));
+            _mm512_store_ps(p, e);
+            sum[u] = _mm512_add_ps(sum[u], e);
+        }
     }
-    if (j < nk) {
+    for (; j < nk; ++j) {
         float *p = st + j * BR + x * W;
-        const __m512 e0 = v16_exp_nonpos(_mm512_sub_ps(_mm512_load_ps(p), mu));
-        _mm512_store_ps(p, e0);
-        sum0 = _mm512_add_ps(sum0, e0);
+        const __m512 e = v16_exp_nonpos(_mm512_sub_ps(_mm512_load_ps(p), mu));
+        _mm512_store_ps(p, e);
+        sum[0] = _mm512_add_ps(sum[0], e);
     }
+    const __m512 total = _mm512_add_ps(_mm512_add_ps(sum[0], sum[1]), _mm512_add_ps(sum[2], sum[3]));
     const __m512 lv = _mm512_mul_ps(a, _mm512_load_ps(l + x * W));
-    _mm512_store_ps(l + x * W, _mm512_add_ps(lv, _mm512_add_ps(sum0, sum1)));
+    _mm512_store_ps(l + x * W, _mm512_add_ps(lv, total));
     _mm512_store_ps(m + x * W, mx);
     _mm512_store_ps(alpha + x * W, a);
 }
