@@ -2,6 +2,8 @@ package dev.attn4j;
 
 import dev.attn4j.internal.backend.Backends;
 import dev.attn4j.internal.backend.NativeBackend;
+import dev.attn4j.internal.ffm.CoreType;
+import dev.attn4j.internal.ffm.NativeLibraries;
 import java.nio.file.Path;
 
 /**
@@ -31,7 +33,10 @@ public final class Attn4j {
      * @param openblasFile    the OpenBLAS file loaded, or null without native
      * @param openblasOrigin  where that choice came from (the bytedeco jar, a property, ...)
      * @param openblasConfig  {@code openblas_get_config()}, e.g. "OpenBLAS 0.3.31 DYNAMIC_ARCH ..."
-     * @param openblasCore    {@code openblas_get_corename()}, the kernel set chosen for this CPU
+     * @param openblasCore    {@code openblas_get_corename()}, the kernel set in use
+     * @param openblasCoreChoice how that core was chosen: by attn4j for an AVX-512 CPU, by
+     *                        {@code OPENBLAS_CORETYPE}, by {@code -Dattn4j.openblas.coretype}, or
+     *                        by OpenBLAS itself
      * @param threads         OpenBLAS's thread count
      * @param batchGemm       whether {@code cblas_sgemm_batch} is used
      * @param stridedGemm     whether {@code cblas_sgemm_batch_strided} is used
@@ -41,7 +46,8 @@ public final class Attn4j {
      * @param nativeFailure   why native is not in use, or null
      */
     public record Info(String backend, Path openblasFile, String openblasOrigin, String openblasConfig,
-                       String openblasCore, int threads, boolean batchGemm, boolean stridedGemm,
+                       String openblasCore, String openblasCoreChoice, int threads, boolean batchGemm,
+                       boolean stridedGemm,
                        Path nativeLibrary, String nativeVersion, String nativeIsa, String nativeFailure) {
         @Override
         public String toString() {
@@ -53,7 +59,7 @@ public final class Attn4j {
             return "attn4j backend:   " + backend + nl
                     + "OpenBLAS file:    " + openblasFile + " (" + openblasOrigin + ")" + nl
                     + "OpenBLAS config:  " + openblasConfig + nl
-                    + "OpenBLAS core:    " + openblasCore + nl
+                    + "OpenBLAS core:    " + openblasCore + " (" + openblasCoreChoice + ")" + nl
                     + "OpenBLAS threads: " + threads + nl
                     + "GEMM batch:       " + (batchGemm ? "cblas_sgemm_batch" : "no (cblas_sgemm loop)") + nl
                     + "GEMM strided:     " + (stridedGemm ? "cblas_sgemm_batch_strided" : "no") + nl
@@ -68,11 +74,17 @@ public final class Attn4j {
         String failure = s.failure() == null ? null : s.failure().getMessage();
         String backend = s.backend() == null ? "none" : s.backend().name();
         if (nb == null) {
-            return new Info(backend, null, null, null, null, 0, false, false, null, null, null, failure);
+            return new Info(backend, null, null, null, null, null, 0, false, false, null, null, null, failure);
         }
         return new Info(backend, nb.blas().file(), nb.blas().origin(), nb.blas().config(), nb.blas().coreName(),
+                coreChoice(),
                 nb.blas().threads(), nb.blas().hasBatch(), nb.blas().hasStrided(),
                 nb.kernels().file(), nb.kernels().version(), nb.kernels().isa(), failure);
+    }
+
+    private static String coreChoice() {
+        CoreType.Decision d = NativeLibraries.coreTypeDecision();
+        return d == null ? "unknown" : d.reason();
     }
 
     /**

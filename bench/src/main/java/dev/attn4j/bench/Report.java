@@ -377,6 +377,8 @@ public final class Report {
         sb.append("jdk:     ").append(System.getProperty("java.vm.name")).append(' ')
                 .append(System.getProperty("java.runtime.version")).append(nl);
         sb.append("attn4j:  ").append(info.openblasConfig()).append(", core ").append(info.openblasCore())
+                .append(" (").append(info.openblasCoreChoice()).append(")").append(nl)
+                .append("         environment: ").append(Machine.openblasEnv())
                 .append("; libattn4j ").append(info.nativeIsa()).append("; core path: ").append(Attn4jCore.variant())
                 .append(nl);
         sb.append("peer:    ONNX Runtime ").append(OrtRunner.version())
@@ -657,6 +659,16 @@ public final class Report {
     /** What /proc/cpuinfo says about the CPU. */
     static final class Machine {
         private Machine() {}
+
+        /** Whether the OpenBLAS variables that change its kernel choice were set for this run. */
+        static String openblasEnv() {
+            StringBuilder sb = new StringBuilder();
+            for (String name : new String[] {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"}) {
+                String v = System.getenv(name);
+                sb.append(sb.isEmpty() ? "" : ", ").append(name).append(v == null ? " unset" : "=" + v);
+            }
+            return sb.toString();
+        }
 
         static String cpuModel() {
             return cpuinfo("model name");

@@ -43,7 +43,8 @@ import java.util.zip.CRC32;
  *
  * <p>Before OpenBLAS loads, its {@value #THREAD_TIMEOUT_ENV} is set to
  * {@value #DEFAULT_THREAD_TIMEOUT} unless the environment already has it (see
- * {@link #THREAD_TIMEOUT_PROPERTY}).
+ * {@link #THREAD_TIMEOUT_PROPERTY}), and its core type is chosen by {@link CoreType}'s
+ * rule.
  */
 public final class NativeLibraries {
     public static final String OPENBLAS_PROPERTY = "attn4j.openblas.library";
@@ -93,6 +94,7 @@ public final class NativeLibraries {
     public static Loaded loadOpenBlas() throws IOException {
         setThreadTimeout();
         Path chosen = configured(OPENBLAS_PROPERTY, OPENBLAS_ENV);
+        setCoreType(chosen == null);
         if (chosen != null) {
             return load(chosen, origin(OPENBLAS_PROPERTY, OPENBLAS_ENV));
         }
@@ -136,6 +138,34 @@ public final class NativeLibraries {
             throw new IOException("-D" + THREAD_TIMEOUT_PROPERTY + " must be an integer from 4 to 30 (OpenBLAS "
                     + "worker threads spin 2^N cycles before sleeping) or 'keep', but is '" + value + "'");
         }
+        setenv(THREAD_TIMEOUT_ENV, Integer.toString(n), false);
+    }
+
+    private static volatile CoreType.Decision coreTypeDecision;
+
+    /** How OpenBLAS's core type was chosen (see {@link CoreType}); null before OpenBLAS loads. */
+    public static CoreType.Decision coreTypeDecision() {
+        return coreTypeDecision;
+    }
+
+    /** Applies {@link CoreType}'s rule: puts the chosen core in {@value CoreType#ENV} before OpenBLAS loads. */
+    private static void setCoreType(boolean bundled) throws IOException {
+        CoreType.Decision d;
+        try {
+            d = CoreType.decide(System.getProperty(CoreType.PROPERTY), System.getenv(CoreType.ENV),
+                    CoreType.cpuFlags(), bundled);
+        } catch (IllegalArgumentException e) {
+            throw new IOException(e.getMessage(), e);
+        }
+        if (d.setTo() != null) {
+            // An explicit property overrides the environment; 'auto' only sets an unset variable.
+            setenv(CoreType.ENV, d.setTo(), true);
+        }
+        coreTypeDecision = d;
+    }
+
+    /** libc {@code setenv}: OpenBLAS reads the C environment, not the JVM's copy of it. */
+    private static void setenv(String name, String value, boolean overwrite) throws IOException {
         Linker linker = Linker.nativeLinker();
         MemorySegment setenv = linker.defaultLookup().find("setenv").orElse(null);
         if (setenv == null) {
@@ -144,15 +174,14 @@ public final class NativeLibraries {
         MethodHandle call = linker.downcallHandle(setenv, FunctionDescriptor.of(ValueLayout.JAVA_INT,
                 ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.JAVA_INT));
         try (Arena arena = Arena.ofConfined()) {
-            int rc = (int) call.invokeExact(arena.allocateFrom(THREAD_TIMEOUT_ENV),
-                    arena.allocateFrom(Integer.toString(n)), 0);
+            int rc = (int) call.invokeExact(arena.allocateFrom(name), arena.allocateFrom(value), overwrite ? 1 : 0);
             if (rc != 0) {
-                throw new IOException("setenv(" + THREAD_TIMEOUT_ENV + ") failed");
+                throw new IOException("setenv(" + name + ") failed");
             }
         } catch (IOException | RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {
-            throw new IOException("setenv(" + THREAD_TIMEOUT_ENV + ") failed", t);
+            throw new IOException("setenv(" + name + ") failed", t);
         }
     }
 
