@@ -117,6 +117,46 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
         return flashAttention;
     }
 
+    // ---- cached decoding (the pipeline is CachedAttention's) -------------------------------
+
+    /**
+     * Incremental causal decoding over a {@link KvCache} of this layer: query, value and
+     * key (null: the value) hold the Tq >= 1 new positions of each batch row, (B, Tq, D),
+     * (B, Tq, Dv), (B, Tq, Dk); their projected keys and values are appended at each row's
+     * length, the new positions attend causally over the row's cache and themselves (and
+     * the sliding window, over absolute positions), and {@code output} (B, Tq, out...)
+     * receives the result, equal to the matching rows of one causal self-attention call
+     * over the whole sequence. {@code newLengths} (null: Tq for every row) says how many
+     * of the Tq positions of each row are real (right padding, ragged prompts): only those
+     * are appended; the output of the padding positions is unspecified.
+     *
+     * <p>Inference only (no dropout, no masks besides causality; no activity loss). Nothing
+     * is allocated on the Java heap. The layer may serve many caches from many threads;
+     * a cache serves one call at a time (see {@link KvCache}).
+     *
+     * @throws IllegalArgumentException for shapes other than the layer's and the cache's,
+     *         or a cache of another layer
+     * @throws IllegalStateException when a row cannot take Tq more positions, or the cache
+     *         or layer is closed
+     */
+    public final void callCachedInto(KvCache cache, Tensor query, Tensor value, Tensor key, int[] newLengths,
+                                     Tensor output) {
+        CachedAttention.callInto(this, cache, query, value, key, newLengths, output);
+    }
+
+    /**
+     * {@link #callCachedInto} with the output allocated in {@code arena}; {@code value}
+     * also serves as key, and every row takes all Tq positions.
+     */
+    public final Tensor callCached(java.lang.foreign.Arena arena, KvCache cache, Tensor query, Tensor value) {
+        return CachedAttention.call(this, arena, cache, query, value, null, null);
+    }
+
+    /** The slots of the weights, for {@link CachedAttention}. */
+    final Slots slots() {
+        return slots;
+    }
+
     // ---- heads and sizes --------------------------------------------------------------
 
     /** N: query heads. */
