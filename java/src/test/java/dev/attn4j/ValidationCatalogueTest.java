@@ -15,6 +15,7 @@ import dev.attn4j.layers.CallArgs;
 import dev.attn4j.layers.Constraint;
 import dev.attn4j.layers.GroupQueryAttention;
 import dev.attn4j.layers.Initializer;
+import dev.attn4j.layers.KvCache;
 import dev.attn4j.layers.Layers;
 import dev.attn4j.layers.MultiHeadAttention;
 import dev.attn4j.layers.Regularizer;
@@ -105,6 +106,24 @@ class ValidationCatalogueTest {
 
     private static GroupQueryAttention gqa() {
         return GroupQueryAttention.builder().headDim(2).numQueryHeads(4).numKeyValueHeads(2).build();
+    }
+
+    /** Runs {@code body} with mha() built for inputs (2, 1, 4), then closes it. */
+    private static void cached(Arena arena, java.util.function.Consumer<MultiHeadAttention> body) {
+        try (MultiHeadAttention l = mha()) {
+            l.build(new long[] {2, 1, 4}, new long[] {2, 1, 4}, null);
+            body.accept(l);
+        }
+    }
+
+    /** A cached call of mha() (built for D = 4) with a cache of B = 2, L = 3. */
+    private static void cachedCall(Arena arena, Tensor query, Tensor value, Tensor key, int[] newLengths,
+                                   Tensor output) {
+        cached(arena, l -> {
+            try (KvCache cache = KvCache.create(l, 2, 3)) {
+                l.callCachedInto(cache, query, value, key, newLengths, output);
+            }
+        });
     }
 
     private static void call(AttentionLayer layer, Arena arena, CallArgs args) {
@@ -597,6 +616,87 @@ class ValidationCatalogueTest {
             l.close();
             l.weights();
         }, "weights", "layer 'm' is closed"));
+
+        // cached decoding (KvCache, callCachedInto): layer mha() built for D = 4, cache B = 2, L = 3
+        c.add(row("KvCache.create: null layer", npe, a -> KvCache.create((MultiHeadAttention) null, 1, 4),
+                "KvCache.create", "layer must not be null"));
+        c.add(row("KvCache.create: unbuilt layer", ise, a -> {
+            try (MultiHeadAttention l = mha()) {
+                KvCache.create(l, 1, 4);
+            }
+        }, "KvCache.create", "is not built yet"));
+        c.add(row("KvCache.create: batch 0", iae, a -> cached(a, l -> KvCache.create(l, 0, 4)),
+                "KvCache.create", "batch must be >= 1", "but is 0"));
+        c.add(row("KvCache.create: maxLength negative", iae, a -> cached(a, l -> KvCache.create(l, 1, -3)),
+                "KvCache.create", "maxLength must be >= 1", "but is -3"));
+        c.add(row("KvCache.create: 4-D attention axes", iae, a -> {
+            try (MultiHeadAttention l = MultiHeadAttention.builder().numHeads(2).keyDim(2).attentionAxes(1, 2)
+                    .build()) {
+                l.build(new long[] {1, 2, 2, 4}, new long[] {1, 2, 2, 4}, null);
+                KvCache.create(l, 1, 4);
+            }
+        }, "KvCache.create", "attends over axis 1 of 3-D inputs", "attention axes [1, 2]"));
+        c.add(row("KvCache.create: sizes beyond 32 bits", iae, a -> cached(a, l -> KvCache.create(l, 1, MAX)),
+                "KvCache.create", "maxLength " + MAX, "exceeds the 32-bit sizes"));
+        c.add(row("callCachedInto: null cache", npe,
+                a -> cached(a, l -> l.callCachedInto(null, f(a, 2, 1, 4), f(a, 2, 1, 4), null, null, f(a, 2, 1, 4))),
+                "MultiHeadAttention.callCachedInto", "cache must not be null"));
+        c.add(row("callCachedInto: cache of another layer", iae, a -> cached(a, l -> {
+            try (MultiHeadAttention other = mha()) {
+                other.build(new long[] {2, 1, 4}, new long[] {2, 1, 4}, null);
+                try (KvCache cache = KvCache.create(other, 2, 3)) {
+                    l.callCachedInto(cache, f(a, 2, 1, 4), f(a, 2, 1, 4), null, null, f(a, 2, 1, 4));
+                }
+            }
+        }), "MultiHeadAttention.callCachedInto", "the cache belongs to layer", "not to layer"));
+        c.add(row("callCachedInto: query of rank 2", iae,
+                a -> cachedCall(a, f(a, 2, 4), f(a, 2, 1, 4), null, null, f(a, 2, 1, 4)),
+                "MultiHeadAttention.callCachedInto", "query must be 3-D", "[2, 4]"));
+        c.add(row("callCachedInto: query batch other than the cache's", iae,
+                a -> cachedCall(a, f(a, 3, 1, 4), f(a, 3, 1, 4), null, null, f(a, 3, 1, 4)),
+                "MultiHeadAttention.callCachedInto", "query must have batch 2 (the cache's)", "[3, 1, 4]"));
+        c.add(row("callCachedInto: query features other than the build's", iae,
+                a -> cachedCall(a, f(a, 2, 1, 5), f(a, 2, 1, 4), null, null, f(a, 2, 1, 4)),
+                "MultiHeadAttention.callCachedInto", "query must have shape [2, 1, 4]", "[2, 1, 5]"));
+        c.add(row("callCachedInto: value with other positions", iae,
+                a -> cachedCall(a, f(a, 2, 1, 4), f(a, 2, 2, 4), null, null, f(a, 2, 1, 4)),
+                "MultiHeadAttention.callCachedInto", "value must have shape [2, 1, 4]", "[2, 2, 4]"));
+        c.add(row("callCachedInto: key features other than the build's", iae,
+                a -> cachedCall(a, f(a, 2, 1, 4), f(a, 2, 1, 4), f(a, 2, 1, 7), null, f(a, 2, 1, 4)),
+                "MultiHeadAttention.callCachedInto", "key must have shape [2, 1, 4]", "[2, 1, 7]"));
+        c.add(row("callCachedInto: closed query", ise,
+                a -> cachedCall(a, closedF(2, 1, 4), f(a, 2, 1, 4), null, null, f(a, 2, 1, 4)),
+                "MultiHeadAttention.callCachedInto", "the arena of query", "is closed"));
+        c.add(row("callCachedInto: output of a wrong shape", iae,
+                a -> cachedCall(a, f(a, 2, 1, 4), f(a, 2, 1, 4), null, null, f(a, 2, 2, 4)),
+                "MultiHeadAttention.callCachedInto", "output must be float32 of shape [2, 1, 4]", "[2, 2, 4]"));
+        c.add(row("callCachedInto: null output", npe,
+                a -> cachedCall(a, f(a, 2, 1, 4), f(a, 2, 1, 4), null, null, null),
+                "MultiHeadAttention.callCachedInto", "output must not be null"));
+        c.add(row("callCachedInto: newLengths of a wrong count", iae,
+                a -> cachedCall(a, f(a, 2, 1, 4), f(a, 2, 1, 4), null, new int[] {1}, f(a, 2, 1, 4)),
+                "MultiHeadAttention.callCachedInto", "newLengths must have 2 entries", "but has 1"));
+        c.add(row("callCachedInto: newLengths beyond the new positions", iae,
+                a -> cachedCall(a, f(a, 2, 1, 4), f(a, 2, 1, 4), null, new int[] {1, 2}, f(a, 2, 1, 4)),
+                "MultiHeadAttention.callCachedInto", "newLengths[1] must be in [0, 1]", "but is 2"));
+        c.add(row("callCachedInto: more new positions than the cache holds", ise,
+                a -> cachedCall(a, f(a, 2, 4, 4), f(a, 2, 4, 4), null, null, f(a, 2, 4, 4)),
+                "MultiHeadAttention.callCachedInto", "holds at most 3 positions per row", "brings 4"));
+        c.add(row("callCachedInto: closed cache", ise, a -> cached(a, l -> {
+            KvCache cache = KvCache.create(l, 2, 3);
+            cache.close();
+            l.callCachedInto(cache, f(a, 2, 1, 4), f(a, 2, 1, 4), null, null, f(a, 2, 1, 4));
+        }), "MultiHeadAttention.callCachedInto", "the KvCache is closed"));
+        c.add(row("KvCache.truncate: longer than the rows", iae, a -> cached(a, l -> {
+            try (KvCache cache = KvCache.create(l, 2, 3)) {
+                cache.truncate(2);
+            }
+        }), "KvCache.truncate", "length must be in [0, 0]", "but is 2"));
+        c.add(row("KvCache.reset: row out of range", ioobe, a -> cached(a, l -> {
+            try (KvCache cache = KvCache.create(l, 2, 3)) {
+                cache.reset(2);
+            }
+        }), "KvCache.truncate", "row must be in [0, 2)", "but is 2"));
 
         // config loading
         c.add(row("Layers.fromConfig: unsupported class", iae, a -> Layers.fromConfig("Dense", config()),
