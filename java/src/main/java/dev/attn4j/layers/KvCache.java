@@ -257,10 +257,15 @@ public final class KvCache implements AutoCloseable {
             return;
         }
         for (int g = 0; g < kvHeads; g++) {
-            keys.asSlice(keyOffset(row, g, from) * Float.BYTES, (long) (to - from) * keySize * Float.BYTES)
-                    .fill((byte) 0);
-            values.asSlice(valueOffset(row, g, from) * Float.BYTES, (long) (to - from) * valueSize * Float.BYTES)
-                    .fill((byte) 0);
+            zero(keys, keyOffset(row, g, from) * Float.BYTES, (long) (to - from) * keySize * Float.BYTES);
+            zero(values, valueOffset(row, g, from) * Float.BYTES, (long) (to - from) * valueSize * Float.BYTES);
+        }
+    }
+
+    /** Zeroes bytes [at, at + count) by copies from {@link #zeros} (no slice objects: rewinding allocates nothing). */
+    private void zero(MemorySegment target, long at, long count) {
+        for (long done = 0; done < count; done += maxLength) {
+            MemorySegment.copy(zeros, 0, target, at + done, Math.min(maxLength, count - done));
         }
     }
 

@@ -60,4 +60,54 @@ public final class AttentionModels {
         g.node("Add", List.of("out_mm", "bo"), "Y");
         return g.toModelBytes();
     }
+
+    /**
+     * One cached decode step of a Keras MultiHeadAttention (kvHeads = heads) or
+     * GroupQueryAttention layer, with biases, as ONNX Runtime serves it: input X (B, 1, D);
+     * projections {@code X @ W + b} (W (D, N*H) and (D, K*H), Keras's kernels read
+     * row-major); the contrib operator {@code com.microsoft.GroupQueryAttention} over the
+     * cache past_key / past_value (B, K, maxLen, H), whose outputs present_key /
+     * present_value the caller binds to the same buffers, so that ONNX Runtime appends the
+     * new key and value in place (its shared-buffer mode, no copy of the cache);
+     * seqlens_k = pastLength (the total length minus 1) and total_sequence_length =
+     * pastLength + 1 as constants; the output projection with Wo (N*H, D) and bo. Weights in
+     * Keras order: wq, bq, wk, bk, wv, bv, wo, bo.
+     */
+    public static byte[] cachedDecodeStep(int batch, int dModel, int heads, int kvHeads, int headDim, int maxLen,
+                                          int pastLength, float[][] weights) {
+        int q = heads * headDim;
+        int kv = kvHeads * headDim;
+        OnnxGraph g = new OnnxGraph("cached_decode_step")
+                .opset("com.microsoft", 1)
+                .input("X", batch, 1, dModel)
+                .input("past_key", batch, kvHeads, maxLen, headDim)
+                .input("past_value", batch, kvHeads, maxLen, headDim)
+                .output("Y", batch, 1, dModel)
+                .output("present_key", batch, kvHeads, maxLen, headDim)
+                .output("present_value", batch, kvHeads, maxLen, headDim);
+        String[] names = {"q", "k", "v"};
+        int[] widths = {q, kv, kv};
+        for (int i = 0; i < 3; i++) {
+            g.initializer("W" + names[i], weights[2 * i], dModel, widths[i]);
+            g.initializer("b" + names[i], weights[2 * i + 1], widths[i]);
+            g.node("MatMul", List.of("X", "W" + names[i]), names[i] + "_mm");
+            g.node("Add", List.of(names[i] + "_mm", "b" + names[i]), names[i] + "_proj");
+        }
+        g.initializer("Wo", weights[6], q, dModel);
+        g.initializer("bo", weights[7], dModel);
+        int[] seqlens = new int[batch];
+        java.util.Arrays.fill(seqlens, pastLength);
+        g.initializerInt32("seqlens_k", seqlens, batch);
+        g.initializerInt32("total_sequence_length", new int[] {pastLength + 1});
+        g.node("com.microsoft", "GroupQueryAttention",
+                        List.of("q_proj", "k_proj", "v_proj", "past_key", "past_value", "seqlens_k",
+                                "total_sequence_length"),
+                        "attn", "present_key", "present_value")
+                .attr("num_heads", (long) heads)
+                .attr("kv_num_heads", (long) kvHeads)
+                .attr("scale", (float) (1 / Math.sqrt(headDim)));
+        g.node("MatMul", List.of("attn", "Wo"), "out_mm");
+        g.node("Add", List.of("out_mm", "bo"), "Y");
+        return g.toModelBytes();
+    }
 }

@@ -27,6 +27,7 @@ public final class OnnxGraph {
     public static final long OPSET = 23;
 
     private static final int FLOAT = 1;
+    private static final int INT32 = 6;
     private static final int INT64 = 7;
     private static final int ATTR_FLOAT = 1;
     private static final int ATTR_INT = 2;
@@ -37,6 +38,7 @@ public final class OnnxGraph {
     private final List<ProtoWriter> initializers = new ArrayList<>();
     private final List<ProtoWriter> inputs = new ArrayList<>();
     private final List<ProtoWriter> outputs = new ArrayList<>();
+    private final List<ProtoWriter> extraOpsets = new ArrayList<>();
 
     public OnnxGraph(String name) {
         this.name = name;
@@ -70,9 +72,28 @@ public final class OnnxGraph {
         return this;
     }
 
+    /** An int32 constant, e.g. the sequence lengths of com.microsoft.GroupQueryAttention. */
+    public OnnxGraph initializerInt32(String name, int[] values, long... shape) {
+        ByteBuffer raw = ByteBuffer.allocate(values.length * Integer.BYTES).order(ByteOrder.LITTLE_ENDIAN);
+        raw.asIntBuffer().put(values);
+        initializers.add(tensor(name, INT32, raw.array(), shape));
+        return this;
+    }
+
+    /** Imports another operator domain, e.g. ("com.microsoft", 1) for ONNX Runtime's contrib operators. */
+    public OnnxGraph opset(String domain, long version) {
+        extraOpsets.add(new ProtoWriter().string(1, domain).varint(2, version));
+        return this;
+    }
+
     /** Adds a node of the default domain; set its attributes on the returned builder. */
     public Node node(String opType, List<String> nodeInputs, String... nodeOutputs) {
-        Node node = new Node(opType + "_" + nodes.size(), opType, nodeInputs, List.of(nodeOutputs));
+        return node("", opType, nodeInputs, nodeOutputs);
+    }
+
+    /** Adds a node of {@code domain} (imported with {@link #opset}); an empty input name is an omitted input. */
+    public Node node(String domain, String opType, List<String> nodeInputs, String... nodeOutputs) {
+        Node node = new Node(opType + "_" + nodes.size(), opType, domain, nodeInputs, List.of(nodeOutputs));
         nodes.add(node.proto);
         return node;
     }
@@ -86,22 +107,23 @@ public final class OnnxGraph {
         inputs.forEach(v -> graph.message(11, v));
         outputs.forEach(v -> graph.message(12, v));
         ProtoWriter opset = new ProtoWriter().string(1, "").varint(2, OPSET);
-        return new ProtoWriter()
+        ProtoWriter model = new ProtoWriter()
                 .varint(1, IR_VERSION)
                 .string(2, "attn4j-bench")
                 .message(7, graph)
-                .message(8, opset)
-                .toByteArray();
+                .message(8, opset);
+        extraOpsets.forEach(o -> model.message(8, o));
+        return model.toByteArray();
     }
 
     /** One node; attributes are appended in call order. */
     public static final class Node {
         private final ProtoWriter proto = new ProtoWriter();
 
-        private Node(String name, String opType, List<String> in, List<String> out) {
+        private Node(String name, String opType, String domain, List<String> in, List<String> out) {
             in.forEach(s -> proto.string(1, s));
             out.forEach(s -> proto.string(2, s));
-            proto.string(3, name).string(4, opType).string(7, "");
+            proto.string(3, name).string(4, opType).string(7, domain);
         }
 
         public Node attr(String name, long value) {
