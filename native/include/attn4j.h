@@ -432,6 +432,68 @@ ATTN4J_API int attn4j_flash_attention_f32(const float *q, int64_t ldq, int64_t q
  */
 ATTN4J_API int64_t attn4j_flash_workspace_bytes(int64_t tq, int64_t tk, int64_t d, int64_t dv, int32_t nthreads);
 
+/*
+ * attn4j_decode_attention_f32: one query position per head against a key/value
+ * cache, softmax(scale q K^T) V for every (batch row, head): the decode step of
+ * incremental (KV-cached) attention, where each step reads the whole cached
+ * prefix once. No score matrix beyond one row per head, no packing of the cache.
+ *
+ * Addressing (strides in elements): for batch row b < batch and head h < heads,
+ * with g = h / kv_repeat its key/value head (heads % kv_repeat == 0; kv_repeat > 1
+ * is grouped-query attention, the kv_repeat heads of a group read the group's
+ * keys and values once together),
+ *
+ *     q_h:    q + b * q_outer + h * q_inner                      (d floats)
+ *     key j:  k + b * k_outer + g * k_inner + j * ldk            (d floats)
+ *     val j:  v + b * v_outer + g * v_inner + j * ldv            (dv floats)
+ *     o_h:    o + b * o_outer + h * o_inner                      (dv floats)
+ *
+ * so a cache laid out (B, K, L, H) is read in place (k_outer = K L H, k_inner =
+ * L H, ldk = H), and the projections of one new position (B, 1, N, H) are q and
+ * o (q_outer = N H, q_inner = H). Row b attends to the keys begin_b <= j < end_b,
+ * begin_b = key_begin[b] (key_begin NULL: 0) and end_b = key_end[b] (key_end
+ * NULL: tk); a causal step over a cache of len_b positions plus the new one is
+ * end_b = len_b + 1, a sliding window of w positions begin_b = max(0, end_b - w).
+ *
+ *     x_j = sum_p (scale * q_h[p]) k_j[p]       (scale * q_h rounded to float first)
+ *     o_h[c] = sum_j exp(x_j - max) v_j[c] / sum_j exp(x_j - max)
+ *
+ * Accuracy: float32 dot products and sums in an unspecified order (fused
+ * multiply-adds on the vector paths), the exp within 2 ulp (as the flash kernel's),
+ * the output the sum times the float reciprocal of the softmax sum: within a few
+ * 1e-6 of the exact result relative to max_j |v_j[c]| for logits up to ~100. A
+ * NaN logit, a +inf one, or all logits -inf make the row NaN. The thread count
+ * never changes a result.
+ *
+ * Threads: work items are (b, g) pairs, shared by the calling thread and up to
+ * nthreads - 1 POSIX threads created for the call and joined before it returns,
+ * only as many as the bytes of keys and values streamed pay for (~2 MiB each).
+ *
+ * Workspace: at least attn4j_decode_workspace_bytes(kv_repeat, tk, d, nthreads)
+ * bytes, any alignment, not overlapping q, k, v, o, key_begin or key_end.
+ *
+ * Requirements: q, k, v, o, workspace != NULL; batch, heads, kv_repeat, tk, d, dv
+ * >= 1; heads % kv_repeat == 0; q_inner >= d, o_inner >= dv, ldk >= d, ldv >= dv;
+ * every other stride >= 0; 0 <= begin_b < end_b <= tk for every b; 1 <= nthreads
+ * <= 1024; every span within PTRDIFF_MAX bytes. Otherwise ATTN4J_EINVAL and o is
+ * untouched. The o rows must not overlap each other or the inputs.
+ */
+ATTN4J_API int attn4j_decode_attention_f32(const float *q, int64_t q_outer, int64_t q_inner, const float *k,
+                                           int64_t ldk, int64_t k_outer, int64_t k_inner, const float *v,
+                                           int64_t ldv, int64_t v_outer, int64_t v_inner, float *o,
+                                           int64_t o_outer, int64_t o_inner, int64_t batch, int64_t heads,
+                                           int64_t kv_repeat, int64_t tk, int64_t d, int64_t dv, float scale,
+                                           const int32_t *key_begin, const int32_t *key_end, void *workspace,
+                                           int64_t workspace_bytes, int32_t nthreads);
+
+/*
+ * attn4j_decode_workspace_bytes: the workspace attn4j_decode_attention_f32 needs:
+ * per thread kv_repeat rows of d and of tk floats (each rounded up to 16), 64-byte
+ * aligned, plus 64. ATTN4J_EINVAL (negative) for sizes < 1, nthreads outside
+ * [1, 1024], or a total beyond INT64_MAX / 2.
+ */
+ATTN4J_API int64_t attn4j_decode_workspace_bytes(int64_t kv_repeat, int64_t tk, int64_t d, int32_t nthreads);
+
 /* The library version, "MAJOR.MINOR.PATCH". Static storage; never freed. */
 ATTN4J_API const char *attn4j_version(void);
 
