@@ -17,6 +17,8 @@
 #define LOGIT_ROWS 8
 #define OUT_ROWS 4
 #define OUT_NV 2
+/* Keys ahead that the software prefetch asks for (see decode_avx512.c). */
+#define PREFETCH 32
 
 ALWAYS_INLINE float hsum8(__m256 v)
 {
@@ -63,6 +65,7 @@ ALWAYS_INLINE void output_tile(const float *v, int64_t ldv, int64_t n, int64_t d
             acc[ii][cv] = _mm256_setzero_ps();
     const float *vj = v + c0;
     for (int64_t j = 0; j < n; ++j, vj += ldv) {
+        _mm_prefetch((const char *)(vj + PREFETCH * ldv), _MM_HINT_T0);
         __m256 vv[OUT_NV];
         for (int cv = 0; cv < OUT_NV; ++cv)
             vv[cv] = _mm256_maskload_ps(vj + cv * W, lanes[cv]);
@@ -92,6 +95,8 @@ void attn4j_decode_item_avx2(const float *q, int64_t q_step, int64_t r, const fl
 
     const float *kj = k;
     for (int64_t j = 0; j < n; ++j, kj += ldk) {
+        for (int64_t p0 = 0; p0 < d; p0 += 16)
+            _mm_prefetch((const char *)(kj + PREFETCH * ldk + p0), _MM_HINT_T0);
         for (int64_t i0 = 0; i0 < r; i0 += LOGIT_ROWS) {
             const int64_t rows = r - i0 < LOGIT_ROWS ? r - i0 : LOGIT_ROWS;
             const float *qt = qs + i0 * dp;

@@ -11,6 +11,7 @@
  * rows, 24 accumulators; per key, 4 loads of the value row and one broadcast of
  * each row's probability feeding 4 FMAs. Each chunk of a value row is a distinct
  * 256-byte span, so the chunks together read every value row once per row tile.
+ * Both passes prefetch PREFETCH rows ahead in software.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -23,6 +24,11 @@
 #define LOGIT_ROWS 8
 #define OUT_ROWS 6
 #define OUT_NV 4
+/* Key (value) rows ahead of the one in use that are prefetched, every line of them:
+ * on Zen 5, one step of MHA over a 4097-position cache (16.8 MB of keys and values)
+ * took 640 us without and 358-376 us with 8, 16 or 32 rows (26 -> 46 GB/s). A
+ * prefetch past the end of the range is harmless (it never faults). */
+#define PREFETCH 32
 
 /* x[ii * ldx] = qs_ii . kj for ii < R (R a literal at each call site). */
 ALWAYS_INLINE void logits_tile(const float *kj, const float *qs, int64_t dp, int64_t d, float *x, int64_t ldx,
@@ -53,6 +59,9 @@ ALWAYS_INLINE void output_tile(const float *v, int64_t ldv, int64_t n, int64_t d
             acc[ii][cv] = _mm512_setzero_ps();
     const float *vj = v + c0;
     for (int64_t j = 0; j < n; ++j, vj += ldv) {
+        for (int cv = 0; cv < OUT_NV; ++cv)
+            if (cv * W < dv - c0)
+                _mm_prefetch((const char *)(vj + PREFETCH * ldv + cv * W), _MM_HINT_T0);
         __m512 vv[OUT_NV];
         for (int cv = 0; cv < OUT_NV; ++cv)
             vv[cv] = _mm512_maskz_loadu_ps(lanes[cv], vj + cv * W);
@@ -83,6 +92,8 @@ void attn4j_decode_item_avx512(const float *q, int64_t q_step, int64_t r, const 
     /* Logits, key by key; the row tiles of one key reuse its row from L1. */
     const float *kj = k;
     for (int64_t j = 0; j < n; ++j, kj += ldk) {
+        for (int64_t p0 = 0; p0 < d; p0 += W)
+            _mm_prefetch((const char *)(kj + PREFETCH * ldk + p0), _MM_HINT_T0);
         for (int64_t i0 = 0; i0 < r; i0 += LOGIT_ROWS) {
             const int64_t rows = r - i0 < LOGIT_ROWS ? r - i0 : LOGIT_ROWS;
             const float *qt = qs + i0 * dp;
