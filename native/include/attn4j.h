@@ -340,9 +340,11 @@ ATTN4J_API int attn4j_mask_from_f32(const float *m, uint8_t *out, int64_t n, int
  * (B, S, N / kv_repeat, H) for k and v). Dense (BH, T, d) tensors are inner = 1,
  * q_outer = tq * d, ldq = d.
  *
- * For every bh, query i < tq and output channel c < dv:
+ * For every bh, query i < tq and output channel c < dv, with qb[i, p] = q[i, p] +
+ * q_bias[h * d + p] rounded to float (the query projection's bias, fused here
+ * instead of a pass of its own; h = bh % inner) or q[i, p] when q_bias is NULL:
  *
- *     x_j = scale * sum_p q[i, p] * k[j, p]                     (j < tk)
+ *     x_j = scale * sum_p qb[i, p] * k[j, p]                    (j < tk)
  *     keep_j = (col_mask == NULL || col_mask[(bh / col_mask_div) * tk + j] != 0)
  *              && (!causal || j <= i)
  *     o[i, c] = sum_{kept j} exp(x_j - max) v[j, c] / sum_{kept j} exp(x_j - max)
@@ -369,7 +371,7 @@ ATTN4J_API int attn4j_mask_from_f32(const float *m, uint8_t *out, int64_t n, int
  * unread. No allocation; the only memory touched beyond q, k, v, o and col_mask
  * is `workspace`.
  *
- * Accuracy: q is scaled first (scale * q[i, p], rounded to float), the dot
+ * Accuracy: q is scaled first (scale * qb[i, p], rounded to float), the dot
  * products, the running sums of the softmax and of the output are float32
  * accumulations (in an unspecified order, with fused multiply-adds on the vector
  * paths), the exp is within 2 ulp, and the output is the accumulated sum times
@@ -398,6 +400,8 @@ ATTN4J_API int attn4j_mask_from_f32(const float *m, uint8_t *out, int64_t n, int
  * is aligned up to 64 bytes inside); its contents on entry and exit are
  * unspecified. It must not overlap q, k, v, o or col_mask.
  *
+ * q_bias, when not NULL, holds inner * d floats (row h for every bh with bh % inner = h).
+ *
  * Requirements: q, k, v, o, workspace != NULL; batch_heads, inner, kv_repeat, tq,
  * tk, d, dv, col_mask_div >= 1; batch_heads % inner == 0; inner % kv_repeat == 0;
  * ldq, ldk >= d; ldv, ldo >= dv; every outer / inner stride >= 0; 1 <= nthreads
@@ -414,7 +418,7 @@ ATTN4J_API int attn4j_flash_attention_f32(const float *q, int64_t ldq, int64_t q
                                           const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner,
                                           float *o, int64_t ldo, int64_t o_outer, int64_t o_inner,
                                           int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq,
-                                          int64_t tk, int64_t d, int64_t dv, float scale,
+                                          int64_t tk, int64_t d, int64_t dv, float scale, const float *q_bias,
                                           const uint8_t *col_mask, int64_t col_mask_div, int32_t causal,
                                           void *workspace, int64_t workspace_bytes, int32_t nthreads);
 

@@ -105,13 +105,14 @@ static void flash_pv_scalar(const float *v, int64_t ldv, int64_t nk, const float
     }
 }
 
-static void flash_pack_scalar(const float *q, int64_t ldq, int64_t nq, int64_t d, float scale, float *qt,
-                              int64_t br)
+static void flash_pack_scalar(const float *q, int64_t ldq, int64_t nq, int64_t d, const float *bias, float scale,
+                              float *qt, int64_t br)
 {
     for (int64_t p = 0; p < d; ++p) {
         float *row = qt + p * br;
+        const float b = bias == NULL ? 0.0f : bias[p];
         for (int64_t ln = 0; ln < nq; ++ln)
-            row[ln] = scale * q[ln * ldq + p];
+            row[ln] = scale * (bias == NULL ? q[ln * ldq + p] : q[ln * ldq + p] + b);
         for (int64_t ln = nq; ln < br; ++ln)
             row[ln] = 0.0f;
     }
@@ -214,6 +215,7 @@ struct flash_call {
     int64_t ldq, q_outer, q_inner, ldk, k_outer, k_inner, ldv, v_outer, v_inner, ldo, o_outer, o_inner;
     int64_t inner, kv_repeat, tq, tk, d, dv;
     float scale;
+    const float *q_bias; /* NULL, or inner rows of d floats */
     const uint8_t *col_mask;
     int64_t col_mask_div;
     int32_t causal;
@@ -292,7 +294,8 @@ static void run_item(const struct flash_call *c, struct flash_slice *s, int64_t 
 
     /* qt = scale * q^T, zero lanes past the last query (their results are never
      * stored; zeros keep them finite). */
-    c->kn.pack(q, c->ldq, nq, c->d, c->scale, s->qt, br);
+    const float *bias = c->q_bias == NULL ? NULL : c->q_bias + h * c->d;
+    c->kn.pack(q, c->ldq, nq, c->d, bias, c->scale, s->qt, br);
     for (int64_t ln = 0; ln < br; ++ln) {
         s->m[ln] = -INFINITY;
         s->l[ln] = 0.0f;
@@ -356,7 +359,7 @@ ATTN4J_API int attn4j_flash_attention_f32(const float *q, int64_t ldq, int64_t q
                                           const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner,
                                           float *o, int64_t ldo, int64_t o_outer, int64_t o_inner,
                                           int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq,
-                                          int64_t tk, int64_t d, int64_t dv, float scale,
+                                          int64_t tk, int64_t d, int64_t dv, float scale, const float *q_bias,
                                           const uint8_t *col_mask, int64_t col_mask_div, int32_t causal,
                                           void *workspace, int64_t workspace_bytes, int32_t nthreads)
 {
@@ -380,6 +383,8 @@ ATTN4J_API int attn4j_flash_attention_f32(const float *q, int64_t ldq, int64_t q
         !extent_ok(n_outer, o_outer, inner, o_inner, tq, ldo, dv))
         return ATTN4J_EINVAL;
     if (col_mask != NULL && (batch_heads - 1) / col_mask_div + 1 > PTRDIFF_MAX / tk)
+        return ATTN4J_EINVAL;
+    if (q_bias != NULL && inner > PTRDIFF_MAX / (int64_t)sizeof(float) / d)
         return ATTN4J_EINVAL;
 
     struct flash_call c;
@@ -406,6 +411,7 @@ ATTN4J_API int attn4j_flash_attention_f32(const float *q, int64_t ldq, int64_t q
     c.d = d;
     c.dv = dv;
     c.scale = scale;
+    c.q_bias = q_bias;
     c.col_mask = col_mask;
     c.col_mask_div = col_mask_div;
     c.causal = causal != 0;

@@ -83,9 +83,10 @@ typedef void (*attn4j_flash_softmax_fn)(float *st, int64_t nk, const uint8_t *ke
 typedef void (*attn4j_flash_pv_fn)(const float *v, int64_t ldv, int64_t nk, const float *st, int64_t dv,
                                    const float *alpha, int32_t first, float *ot, int64_t br);
 
-/* qt[p][l] = scale * q[l * ldq + p] for l < nq, 0 for nq <= l < br; p < d. */
-typedef void (*attn4j_flash_pack_fn)(const float *q, int64_t ldq, int64_t nq, int64_t d, float scale, float *qt,
-                                     int64_t br);
+/* qt[p][l] = scale * (q[l * ldq + p] + bias[p]) for l < nq (bias NULL: no term;
+ * the sum rounded to float first), 0 for nq <= l < br; p < d. */
+typedef void (*attn4j_flash_pack_fn)(const float *q, int64_t ldq, int64_t nq, int64_t d, const float *bias,
+                                     float scale, float *qt, int64_t br);
 
 /* o[l * ldo + c] = ot[c][l] * (1 / l[l]) for l < nq, c < dv (the reciprocal
  * rounded to float, then one rounding of the product); ot rows are br floats. */
@@ -140,7 +141,7 @@ struct attn4j_flash_kernels {
 void attn4j_flash_exp_avx2(const float *x, float *y, int64_t n);
 void attn4j_flash_exp_avx512(const float *x, float *y, int64_t n);
 
-void attn4j_flash_pack_avx2(const float *q, int64_t ldq, int64_t nq, int64_t d, float scale, float *qt,
+void attn4j_flash_pack_avx2(const float *q, int64_t ldq, int64_t nq, int64_t d, const float *bias, float scale, float *qt,
                             int64_t br);
 void attn4j_flash_store_avx2(const float *ot, int64_t dv, const float *l, int64_t nq, float *o, int64_t ldo,
                              int64_t br);
@@ -151,7 +152,7 @@ void attn4j_flash_softmax_avx2(float *st, int64_t nk, const uint8_t *key_ok, int
 void attn4j_flash_pv_avx2(const float *v, int64_t ldv, int64_t nk, const float *st, int64_t dv,
                           const float *alpha, int32_t first, float *ot, int64_t br);
 
-void attn4j_flash_pack_avx512(const float *q, int64_t ldq, int64_t nq, int64_t d, float scale, float *qt,
+void attn4j_flash_pack_avx512(const float *q, int64_t ldq, int64_t nq, int64_t d, const float *bias, float scale, float *qt,
                               int64_t br);
 void attn4j_flash_store_avx512(const float *ot, int64_t dv, const float *l, int64_t nq, float *o, int64_t ldo,
                                int64_t br);

@@ -123,17 +123,19 @@ ALWAYS_INLINE void transpose8(__m256 r[8])
     }
 }
 
-void attn4j_flash_pack_avx2(const float *q, int64_t ldq, int64_t nq, int64_t d, float scale, float *qt,
-                            int64_t br)
+void attn4j_flash_pack_avx2(const float *q, int64_t ldq, int64_t nq, int64_t d, const float *bias, float scale,
+                            float *qt, int64_t br)
 {
     const __m256 vs = _mm256_set1_ps(scale);
     for (int64_t p0 = 0; p0 < d; p0 += W) {
         const int64_t np = d - p0 < W ? d - p0 : W;
         const __m256i m = v8_lanes_below(np);
+        const __m256 vb = bias == NULL ? _mm256_setzero_ps() : _mm256_maskload_ps(bias + p0, m);
         for (int64_t l0 = 0; l0 < br; l0 += W) {
             __m256 r[8];
             for (int i = 0; i < 8; ++i)
-                r[i] = i < nq - l0 ? _mm256_maskload_ps(q + (l0 + i) * ldq + p0, m) : _mm256_setzero_ps();
+                r[i] = i < nq - l0 ? _mm256_add_ps(_mm256_maskload_ps(q + (l0 + i) * ldq + p0, m), vb)
+                                   : _mm256_setzero_ps();
             transpose8(r);
             for (int64_t i = 0; i < np; ++i)
                 _mm256_store_ps(qt + (p0 + i) * br + l0, _mm256_mul_ps(vs, r[i]));

@@ -154,15 +154,19 @@ ALWAYS_INLINE void load_block(__m512 r[16], const float *src, int64_t lds, int64
         r[i] = i < rows ? _mm512_maskz_loadu_ps(m, src + i * lds) : _mm512_setzero_ps();
 }
 
-void attn4j_flash_pack_avx512(const float *q, int64_t ldq, int64_t nq, int64_t d, float scale, float *qt,
-                              int64_t br)
+void attn4j_flash_pack_avx512(const float *q, int64_t ldq, int64_t nq, int64_t d, const float *bias, float scale,
+                              float *qt, int64_t br)
 {
     const __m512 vs = _mm512_set1_ps(scale);
     for (int64_t p0 = 0; p0 < d; p0 += W) {
         const int64_t np = d - p0 < W ? d - p0 : W;
+        const __m512 vb = bias == NULL ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(v16_lanes_below(np), bias + p0);
         for (int64_t l0 = 0; l0 < br; l0 += W) {
             __m512 r[16];
             load_block(r, q + l0 * ldq + p0, ldq, nq - l0, np);
+            if (bias != NULL)
+                for (int64_t i = 0; i < W && i < nq - l0; ++i)
+                    r[i] = _mm512_add_ps(r[i], vb); /* rows past nq stay 0 */
             transpose16(r);
             for (int64_t i = 0; i < np; ++i)
                 _mm512_store_ps(qt + (p0 + i) * br + l0, _mm512_mul_ps(vs, r[i]));

@@ -21,7 +21,7 @@
  * masks (shared by heads through col_mask_div), fully masked rows (all keys
  * padded; causal rows whose visible keys are all padded), grouped-query kv_repeat,
  * the (B, T, N, H) in-place layout with gaps between rows that must stay
- * untouched, an unaligned workspace of exactly the documented size, nthreads 1, 2
+ * untouched, a per-head query bias, an unaligned workspace of exactly the documented size, nthreads 1, 2
  * and 3 giving the same bits, special values, and every argument check. Runs
  * under ATTN4J_ISA=scalar|avx2|avx512.
  */
@@ -68,6 +68,7 @@ struct call {
     int32_t causal;
     const float *q, *k, *v;
     int64_t o_size; /* floats the o buffer holds */
+    const float *q_bias; /* NULL, or inner rows of d floats added to q first */
 };
 
 /* (B, T, N, H)-style layout: problems bh = b * inner + h, rows strided by
@@ -101,8 +102,12 @@ static void reference(const struct call *c, double *want, double *tol)
             for (int64_t j = 0; j < c->tk; ++j) {
                 double dot = 0.0, adot = 0.0;
                 for (int64_t p = 0; p < c->d; ++p) {
-                    dot += (double)q[i * c->ldq + p] * (double)k[j * c->ldk + p];
-                    adot += fabs((double)q[i * c->ldq + p] * (double)k[j * c->ldk + p]);
+                    /* With a bias, the query element is the float sum q + bias (as Keras's
+                     * projection output), then exact from here on. */
+                    const double qe = c->q_bias == NULL ? (double)q[i * c->ldq + p]
+                                                        : (double)(q[i * c->ldq + p] + c->q_bias[h * c->d + p]);
+                    dot += qe * (double)k[j * c->ldk + p];
+                    adot += fabs(qe * (double)k[j * c->ldk + p]);
                 }
                 x[j] = (double)c->scale * dot;
                 mag[j] = fabs((double)c->scale) * adot;
@@ -152,7 +157,7 @@ static int run(const struct call *c, float *o, int32_t nthreads, int misalign)
     const int rc = attn4j_flash_attention_f32(
         c->q, c->ldq, c->q_outer, c->q_inner, c->k, c->ldk, c->k_outer, c->k_inner, c->v, c->ldv, c->v_outer,
         c->v_inner, o, c->ldo, c->o_outer, c->o_inner, c->batch_heads, c->inner, c->kv_repeat, c->tq, c->tk, c->d,
-        c->dv, c->scale, c->col_mask, c->col_mask_div, c->causal, ws, bytes, nthreads);
+        c->dv, c->scale, c->q_bias, c->col_mask, c->col_mask_div, c->causal, ws, bytes, nthreads);
     free(raw);
     return rc;
 }
@@ -223,6 +228,7 @@ struct spec {
     int mha_layout;   /* 0: dense (BH, T, d); 1: (B, T, N, H) with gaps */
     int mask;         /* 0: none; 1: random padding; 2: one entry all padded; 3: leading keys padded */
     float scale;
+    int q_bias;       /* 1: a random (N, d) bias added to q first */
 };
 
 static double check_spec(const struct spec *s)
@@ -278,6 +284,13 @@ static double check_spec(const struct spec *s)
         k[e] = rng_uniform(-1.0f, 1.0f);
     for (int64_t e = 0; e < v_size; ++e)
         v[e] = rng_uniform(-1.0f, 1.0f);
+    float *bias = NULL;
+    if (s->q_bias) {
+        bias = malloc((size_t)(s->n * s->d) * sizeof *bias);
+        for (int64_t e = 0; e < s->n * s->d; ++e)
+            bias[e] = rng_uniform(-1.0f, 1.0f);
+        c.q_bias = bias;
+    }
     uint8_t *mask = NULL;
     if (s->mask != 0) {
         /* (B, tk), shared by the N heads: col_mask_div = N. */
@@ -298,15 +311,16 @@ static double check_spec(const struct spec *s)
     c.k = k;
     c.v = v;
     snprintf(case_name, sizeof case_name,
-             "B %lld N %lld rep %lld tq %lld tk %lld d %lld dv %lld causal %d layout %s mask %d scale %g",
+             "B %lld N %lld rep %lld tq %lld tk %lld d %lld dv %lld causal %d layout %s mask %d scale %g bias %d",
              (long long)s->b, (long long)s->n, (long long)s->kv_repeat, (long long)s->tq, (long long)s->tk,
              (long long)s->d, (long long)s->dv, (int)s->causal, s->mha_layout ? "BTNH" : "dense", s->mask,
-             (double)s->scale);
+             (double)s->scale, s->q_bias);
     const double worst = check_call(&c);
     free(q);
     free(k);
     free(v);
     free(mask);
+    free(bias);
     return worst;
 }
 
@@ -324,7 +338,7 @@ static void test_sizes(void)
     for (size_t a = 0; a < sizeof tqs / sizeof tqs[0]; ++a) {
         for (size_t b = 0; b < sizeof tks / sizeof tks[0]; ++b) {
             for (int causal = 0; causal <= 1; ++causal) {
-                struct spec s = {1, 2, 1, tqs[a], tks[b], ds[rng_int(9)], dvs[rng_int(10)], causal, 0, 0, 0.0f};
+                struct spec s = {1, 2, 1, tqs[a], tks[b], ds[rng_int(9)], dvs[rng_int(10)], causal, 0, 0, 0.0f, 0};
                 s.scale = 1.0f / sqrtf((float)s.d);
                 const double w = check_spec(&s);
                 worst = w > worst ? w : worst;
@@ -350,6 +364,7 @@ static void test_layouts_masks_gqa(void)
         s.mha_layout = (int)rng_int(2);
         s.mask = (int)rng_int(4);
         s.scale = rep % 5 == 0 ? 3.0f : 1.0f / sqrtf((float)s.d);
+        s.q_bias = rep % 3 == 0;
         const double w = check_spec(&s);
         worst = w > worst ? w : worst;
     }
@@ -363,7 +378,7 @@ static void test_causal_shapes(void)
                                        {70, 70}};
     for (size_t p = 0; p < sizeof pairs / sizeof pairs[0]; ++p) {
         for (int mask = 0; mask <= 3; mask += 3) {
-            struct spec s = {2, 2, 2, pairs[p][0], pairs[p][1], 16, 9, 1, 1, mask, 0.25f};
+            struct spec s = {2, 2, 2, pairs[p][0], pairs[p][1], 16, 9, 1, 1, mask, 0.25f, mask == 3};
             check_spec(&s);
         }
     }
@@ -386,7 +401,7 @@ static void test_fully_masked_values(void)
     const int64_t bytes = attn4j_flash_workspace_bytes(TQ, TK, D, DV, 1);
     void *ws = malloc((size_t)bytes);
     const int rc = attn4j_flash_attention_f32(q, D, 0, 0, k, D, 0, 0, v, DV, 0, 0, o, DV, 0, 0, 1, 1, 1, TQ + 0,
-                                              TK, D, DV, 0.5f, mask, 1, 1, ws, bytes, 1);
+                                              TK, D, DV, 0.5f, NULL, mask, 1, 1, ws, bytes, 1);
     CHECK_INT_EQ(rc, ATTN4J_OK);
     for (int c = 0; c < DV; ++c) {
         double sum = 0.0;
@@ -399,7 +414,7 @@ static void test_fully_masked_values(void)
     }
     /* Not causal, same mask: every row keeps key 50 only. */
     CHECK_INT_EQ(attn4j_flash_attention_f32(q, D, 0, 0, k, D, 0, 0, v, DV, 0, 0, o, DV, 0, 0, 1, 1, 1, TQ, TK, D,
-                                            DV, 0.5f, mask, 1, 0, ws, bytes, 1),
+                                            DV, 0.5f, NULL, mask, 1, 0, ws, bytes, 1),
                  ATTN4J_OK);
     for (int i = 0; i < TQ; ++i)
         for (int c = 0; c < DV; ++c)
@@ -424,14 +439,14 @@ static void test_special_values(void)
 
     /* scale 1000: logits up to ~8000, far past exp's range before the shift. */
     struct call c = {1, 1, 1, TQ, TK, D, DV, D, 0, 0, D, 0, 0, DV, 0, 0, DV, 0, 0, 1000.0f, NULL, 1, 0,
-                     q, k, v, TQ * DV};
+                     q, k, v, TQ * DV, NULL};
     snprintf(case_name, sizeof case_name, "scale 1000");
     check_call(&c);
 
     /* A NaN in query row 3: that row is NaN, every other row finite. */
     q[3 * D + 2] = NAN;
     CHECK_INT_EQ(attn4j_flash_attention_f32(q, D, 0, 0, k, D, 0, 0, v, DV, 0, 0, o, DV, 0, 0, 1, 1, 1, TQ, TK, D,
-                                            DV, 0.3f, NULL, 1, 0, ws, bytes, 2),
+                                            DV, 0.3f, NULL, NULL, 1, 0, ws, bytes, 2),
                  ATTN4J_OK);
     for (int i = 0; i < TQ; ++i)
         for (int ch = 0; ch < DV; ++ch)
@@ -443,7 +458,7 @@ static void test_special_values(void)
      * by causality (its block is never read) or by padding, it changes nothing. */
     k[60 * D + 1] = INFINITY;
     CHECK_INT_EQ(attn4j_flash_attention_f32(q, D, 0, 0, k, D, 0, 0, v, DV, 0, 0, o, DV, 0, 0, 1, 1, 1, TQ, TK, D,
-                                            DV, 0.3f, NULL, 1, 1, ws, bytes, 1),
+                                            DV, 0.3f, NULL, NULL, 1, 1, ws, bytes, 1),
                  ATTN4J_OK);
     for (int i = 0; i < TQ; ++i) /* causal, TQ = 35 < 60: no row sees key 60 */
         for (int ch = 0; ch < DV; ++ch)
@@ -453,7 +468,7 @@ static void test_special_values(void)
     memset(mask, 1, sizeof mask);
     mask[60] = 0;
     CHECK_INT_EQ(attn4j_flash_attention_f32(q, D, 0, 0, k, D, 0, 0, v, DV, 0, 0, o, DV, 0, 0, 1, 1, 1, TQ, TK, D,
-                                            DV, 0.3f, mask, 1, 0, ws, bytes, 1),
+                                            DV, 0.3f, NULL, mask, 1, 0, ws, bytes, 1),
                  ATTN4J_OK);
     for (int i = 0; i < TQ; ++i)
         for (int ch = 0; ch < DV; ++ch)
@@ -501,7 +516,7 @@ static void test_argument_checks(void)
 #define FA(Q, LDQ, QO, QI, K, LDK, KO, KI, V, LDV, VO, VI, O, LDO, OO, OI, BH, IN, REP, TQ_, TK_, D_, DV_, CM, \
            CMD, WS, WSB, NT)                                                                                      \
     attn4j_flash_attention_f32(Q, LDQ, QO, QI, K, LDK, KO, KI, V, LDV, VO, VI, O, LDO, OO, OI, BH, IN, REP, TQ_,  \
-                               TK_, D_, DV_, 1.0f, CM, CMD, 0, WS, WSB, NT)
+                               TK_, D_, DV_, 1.0f, NULL, CM, CMD, 0, WS, WSB, NT)
 #define GOOD() FA(q, D, 0, 0, k, D, 0, 0, v, DV, 0, 0, o, DV, 0, 0, 1, 1, 1, TQ, TK, D, DV, mask, 1, ws, bytes, 2)
     for (int e = 0; e < TQ * DV; ++e)
         o[e] = SENTINEL;
@@ -569,7 +584,7 @@ static void test_argument_checks(void)
  * ~8 Mflop per thread): 1, 2 and 3 threads, the same bits (check_call). */
 static void test_threads_large(void)
 {
-    struct spec s = {2, 4, 2, 300, 257, 64, 64, 0, 1, 1, 0.125f};
+    struct spec s = {2, 4, 2, 300, 257, 64, 64, 0, 1, 1, 0.125f, 1};
     check_spec(&s);
     s.causal = 1;
     check_spec(&s);
