@@ -288,7 +288,8 @@ public final class Ops {
                 k.segment(), d, s * d, 0,
                 v.segment(), dv, s * dv, 0,
                 out.segment(), dv, t * dv, 0,
-                batch, 1, 1, t, s, d, dv, scale, MemorySegment.NULL, 1, causal, Attn4j.numThreads());
+                batch, 1, 1, t, s, d, dv, scale, MemorySegment.NULL, MemorySegment.NULL, 1, causal,
+                Attn4j.numThreads());
     }
 
     private static void requireRank(String action, String name, Tensor t, int rank, String layout) {

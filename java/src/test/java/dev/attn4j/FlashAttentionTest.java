@@ -206,7 +206,8 @@ class FlashAttentionTest {
      * The backend's general form, as a multi-head layer would call it: q, k, v and out
      * in the (B, T, N, H) projection layout read and written in place, grouped-query
      * heads (kvRepeat 2), a (B, S) key padding mask shared by the heads with some
-     * entries fully padded, causal or not. Native against the plain Java reference;
+     * entries fully padded, causal or not, with and without a per-head query bias.
+     * Native against the plain Java reference;
      * 1, 2 and 3 threads give the same bits.
      */
     @Test
@@ -226,24 +227,28 @@ class FlashAttentionTest {
                 boolean keep = j < s ? random.nextDouble() < 0.7 : j - s >= 20 && random.nextDouble() < 0.7;
                 mask.set(ValueLayout.JAVA_BYTE, j, (byte) (keep ? 1 : 0));
             }
+            MemorySegment bias = arena.allocateFrom(ValueLayout.JAVA_FLOAT, TestData.floats(random, n * h, -1, 1));
             for (boolean causal : new boolean[] {false, true}) {
                 for (MemorySegment colMask : new MemorySegment[] {MemorySegment.NULL, mask}) {
-                    float[][] got = new float[4][];
-                    for (int threads = 0; threads <= 3; threads++) {
-                        MemorySegment out = arena.allocate((long) b * t * n * hv * 4);
-                        (threads == 0 ? ref : nb).flashAttention(
-                                q, n * h, (long) t * n * h, h,
-                                k, nkv * h, (long) s * nkv * h, h,
-                                v, nkv * hv, (long) s * nkv * hv, hv,
-                                out, n * hv, (long) t * n * hv, hv,
-                                b * n, n, rep, t, s, h, hv, 0.3f, colMask, n, causal, Math.max(threads, 1));
-                        got[threads] = out.toArray(ValueLayout.JAVA_FLOAT);
+                    for (MemorySegment qBias : new MemorySegment[] {MemorySegment.NULL, bias}) {
+                        float[][] got = new float[4][];
+                        for (int threads = 0; threads <= 3; threads++) {
+                            MemorySegment out = arena.allocate((long) b * t * n * hv * 4);
+                            (threads == 0 ? ref : nb).flashAttention(
+                                    q, n * h, (long) t * n * h, h,
+                                    k, nkv * h, (long) s * nkv * h, h,
+                                    v, nkv * hv, (long) s * nkv * hv, hv,
+                                    out, n * hv, (long) t * n * hv, hv,
+                                    b * n, n, rep, t, s, h, hv, 0.3f, qBias, colMask, n, causal, Math.max(threads, 1));
+                            got[threads] = out.toArray(ValueLayout.JAVA_FLOAT);
+                        }
+                        String what = "causal=" + causal + " mask=" + !colMask.equals(MemorySegment.NULL)
+                                + " qBias=" + !qBias.equals(MemorySegment.NULL);
+                        double err = TestData.maxRelError(got[1], got[0]);
+                        assertTrue(err < 2e-6, () -> what + ": native vs reference backend, max error " + err);
+                        assertArrayEquals(got[1], got[2], what + ": 2 threads differ from 1");
+                        assertArrayEquals(got[1], got[3], what + ": 3 threads differ from 1");
                     }
-                    String what = "causal=" + causal + " mask=" + !colMask.equals(MemorySegment.NULL);
-                    double err = TestData.maxRelError(got[1], got[0]);
-                    assertTrue(err < 2e-6, () -> what + ": native vs reference backend, max error " + err);
-                    assertArrayEquals(got[1], got[2], what + ": 2 threads differ from 1");
-                    assertArrayEquals(got[1], got[3], what + ": 3 threads differ from 1");
                 }
             }
         }

@@ -99,6 +99,25 @@ public final class Scratch {
             return bytes(count * Float.BYTES);
         }
 
+        /**
+         * A view of {@code region} (one of this carver's) from byte {@code offset} to its
+         * end, remembered like the regions: the same call sequence gets the same object
+         * again, so a steady call allocates nothing. Takes no space of the block.
+         */
+        public MemorySegment view(MemorySegment region, long offset) {
+            if (next == regions.length) {
+                regions = Arrays.copyOf(regions, 2 * next);
+            }
+            long size = region.byteSize() - offset;
+            MemorySegment s = regions[next];
+            if (s == null || s.byteSize() != size || s.address() != region.address() + offset) {
+                s = region.asSlice(offset, size);
+                regions[next] = s;
+            }
+            next++;
+            return s;
+        }
+
         public MemorySegment bytes(long size) {
             if (next == regions.length) {
                 regions = Arrays.copyOf(regions, 2 * next);

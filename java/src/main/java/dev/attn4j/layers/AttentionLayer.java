@@ -144,7 +144,25 @@ public abstract class AttentionLayer implements AutoCloseable {
             builtShapes = new long[][] {queryShape.clone(), valueShape.clone(),
                     keyShape == null ? null : keyShape.clone()};
             weights = List.copyOf(created);
+            weightsChanged();
         }
+    }
+
+    /**
+     * Called after the weights were created or changed (build, setWeights, constraints),
+     * before any call sees them: layers that keep values derived from the weights (e.g. a
+     * packed projection kernel) refresh them here. Runs under the layer's lock.
+     */
+    void weightsChanged() {}
+
+    /** Off-heap memory in the layer's arena (freed by close), 64-byte aligned, zeroed. */
+    final MemorySegment allocateDerived(long bytes) {
+        return arena.allocate(Math.max(1, bytes), 64);
+    }
+
+    /** The layer's lock, held while weights change. */
+    final Object weightsLock() {
+        return lock;
     }
 
     /** Builds from the call's inputs unless built, then checks them against the build. */
@@ -181,8 +199,11 @@ public abstract class AttentionLayer implements AutoCloseable {
                         + values[i].length + " were given");
             }
         }
-        for (int i = 0; i < values.length; i++) {
-            w.get(i).storage().copyFrom(values[i]);
+        synchronized (lock) {
+            for (int i = 0; i < values.length; i++) {
+                w.get(i).storage().copyFrom(values[i]);
+            }
+            weightsChanged();
         }
     }
 

@@ -1,5 +1,6 @@
 package dev.attn4j.layers;
 
+import dev.attn4j.Attn4j;
 import dev.attn4j.DType;
 import dev.attn4j.MaskConvention;
 import dev.attn4j.Tensor;
@@ -9,6 +10,7 @@ import dev.attn4j.internal.backend.Backends;
 import dev.attn4j.internal.backend.GemmRoute;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 
 /**
@@ -31,13 +33,15 @@ import java.util.Arrays;
  *   <li>projections of the new rows only (one GEMM each, bias fused);
  *   <li>the new keys and values written into their cache slots, (B, K, L, H): a copy of
  *       the H floats per (row, position, head); the cache itself is never copied;
- *   <li>scores Q K^T over the cache in place through the batched GEMM: one step reads
- *       every (row, K head) prefix as one matrix and, for Tq = 1, the r query heads that
- *       share a key/value head as the r rows of one product (GQA: no repeat, no copy);
- *   <li>the fused scale + mask + softmax; the mask (built only when rows differ in
- *       length, with Tq > 1, or when the window bites) is copied row by row from the
- *       cache's constant runs of 1 and 0 bytes;
- *   <li>P V into (B, Tq, N, Hv), gate, output projection.
+ *   <li>one new position (a decode step): libattn4j's decode kernel over the cache in
+ *       place, softmax(scale q K^T) V per head, each row's key range streamed once for
+ *       the r query heads that share a key/value head (no scores matrix, no packing of
+ *       the cache, no repeat); ragged rows and the sliding window are the key ranges
+ *       [max(0, len_b + 1 - w), len_b + 1);
+ *   <li>a chunk (Tq > 1): scores Q K^T over the cache in place through the batched GEMM,
+ *       the fused scale + mask + softmax (the mask copied row by row from the cache's
+ *       constant runs of 1 and 0 bytes), then P V;
+ *   <li>the result in (B, Tq, N, Hv), gate, output projection.
  * </ol>
  * Chunks whose scores would exceed {@link #SCORE_BUDGET} floats run in blocks of query
  * rows.
@@ -216,7 +220,6 @@ final class CachedAttention {
         try {
             int[] lengths = cache.lengthsArray();
             int maxStart = 0;
-            boolean ragged = false;
             for (int i = 0; i < b; i++) {
                 int adding = newLengths == null ? tq : newLengths[i];
                 if (lengths[i] + adding > maxLen) {
@@ -225,10 +228,9 @@ final class CachedAttention {
                             + "it, or create a cache with a larger maxLength");
                 }
                 maxStart = Math.max(maxStart, lengths[i]);
-                ragged |= lengths[i] != lengths[0];
-            }
+                            }
             compute(layer, cache, query, value, key == null ? value : key, newLengths, output, b, tq, n, kv, hk, hv,
-                    maxLen, maxStart, ragged, lengths);
+                    maxLen, maxStart, lengths);
             for (int i = 0; i < b; i++) {
                 lengths[i] += newLengths == null ? tq : newLengths[i];
             }
@@ -239,7 +241,7 @@ final class CachedAttention {
 
     private static void compute(MultiHeadBase layer, KvCache cache, Tensor query, Tensor value, Tensor key,
                                 int[] newLengths, Tensor output, int b, int tq, int n, int kv, int hk, int hv,
-                                int maxLen, int maxStart, boolean ragged, int[] lengths) {
+                                int maxLen, int maxStart, int[] lengths) {
         Backend be = Backends.get();
         MultiHeadBase.Slots w = layer.slots();
         int r = n / kv;
@@ -254,23 +256,26 @@ final class CachedAttention {
         // Query rows per attention block: all of them unless the scores would exceed the budget.
         long perRow = (long) b * n * maxLen;
         int block = (int) Math.max(1, Math.min(tq, SCORE_BUDGET / perRow));
-        boolean anyMask = tq > 1 || ragged || (window > 0 && maxStart + 1 > window);
+        boolean anyMask = tq > 1; // one position: key ranges instead of a mask
         // Region sizes depend on the cache and Tq only (not on the lengths), so the
         // per-thread scratch hands out the same segments step after step.
-        long scoreCount = perRow * block;
+        long scoreCount = tq == 1 ? 0 : perRow * block; // one position: the fused kernel, no scores
         long maskBytes = anyMask ? (long) b * block * maxLen : 0;
         long need = Scratch.regionSize(4 * rows * n * hk) + Scratch.regionSize(4 * rows * kv * hk)
                 + Scratch.regionSize(4 * rows * kv * hv) + Scratch.regionSize(4 * rows * n * hv)
-                + (gated ? Scratch.regionSize(4 * rows * n * hv) : 0) + Scratch.regionSize(4 * scoreCount)
-                + (anyMask ? Scratch.regionSize(maskBytes) : 0);
+                + (gated ? Scratch.regionSize(4 * rows * n * hv) : 0)
+                + (tq == 1 ? 0 : Scratch.regionSize(4 * scoreCount))
+                + (anyMask ? Scratch.regionSize(maskBytes) : 2 * Scratch.regionSize(4L * b));
         Scratch.Carver scratch = Scratch.carver(need);
         MemorySegment qp = scratch.floats(rows * n * hk);
         MemorySegment kp = scratch.floats(rows * kv * hk);
         MemorySegment vp = scratch.floats(rows * kv * hv);
         MemorySegment attended = scratch.floats(rows * n * hv);
         MemorySegment gate = gated ? scratch.floats(rows * n * hv) : MemorySegment.NULL;
-        MemorySegment scores = scratch.floats(scoreCount);
+        MemorySegment scores = tq == 1 ? MemorySegment.NULL : scratch.floats(scoreCount);
         MemorySegment mask = anyMask ? scratch.bytes(maskBytes) : MemorySegment.NULL;
+        MemorySegment begins = anyMask ? MemorySegment.NULL : scratch.bytes(4L * b); // int32 per row
+        MemorySegment ends = anyMask ? MemorySegment.NULL : scratch.bytes(4L * b);
 
         // 1. Projections of the new positions only.
         project(be, layer, query.segment(), rows, dq, w.queryKernel(), w.queryBias(), n * hk, qp,
@@ -313,20 +318,20 @@ final class CachedAttention {
                 buildMask(cache, mask, b, m, s, i0, window, lengths);
             }
             if (tq == 1) {
-                // One new position: the r query heads of a key/value head are the r rows of
-                // one product, (B, N, 1, S) = (B, K, r, S) scores.
-                be.sgemmBatched(false, true, r, s, hk, 1f,
-                        qp, hk, (long) n * hk, (long) r * hk,
-                        keys, hk, kOuter, (long) maxLen * hk, 1,
-                        0f, scores, s, (long) n * s, (long) r * s,
-                        b, kv, GemmRoute.AUTO);
-                be.maskedSoftmax(scores, (long) b * n, 1, s, scale, mask, s, 0, n,
-                        MemorySegment.NULL, MemorySegment.NULL, 1, false, 0, MaskConvention.REPLACE);
-                be.sgemmBatched(false, false, r, hv, s, 1f,
-                        scores, s, (long) n * s, (long) r * s,
-                        values, hv, vOuter, (long) maxLen * hv, 1,
-                        0f, attended, hv, (long) n * hv, (long) r * hv,
-                        b, kv, GemmRoute.AUTO);
+                // One new position: the decode kernel streams each row's key range of the
+                // cache once, in place, the r query heads of a key/value head together
+                // (no scores matrix, no packing, no repeat); ragged rows and the sliding
+                // window are the ranges.
+                for (int row = 0; row < b; row++) {
+                    int end = Math.min(maxLen, lengths[row] + 1);
+                    begins.setAtIndex(ValueLayout.JAVA_INT, row, window > 0 ? Math.max(0, end - window) : 0);
+                    ends.setAtIndex(ValueLayout.JAVA_INT, row, end);
+                }
+                be.decodeAttention(qp, (long) n * hk, hk,
+                        keys, hk, kOuter, (long) maxLen * hk,
+                        values, hv, vOuter, (long) maxLen * hv,
+                        attended, (long) n * hv, hv,
+                        b, n, r, maxLen, hk, hv, scale, begins, ends, Attn4j.numThreads());
             } else {
                 // A chunk: per (row, query head), its m query rows against the shared K head.
                 MemorySegment qBlock = i0 == 0 ? qp : qp.asSlice(4L * i0 * n * hk);

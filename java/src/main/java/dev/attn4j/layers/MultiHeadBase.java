@@ -269,14 +269,96 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
      */
     public final void applyConstraints() {
         checkOpen("applyConstraints");
-        for (Weight w : weights()) {
-            Constraint c = w.name().equals("kernel") ? kernelConstraint : biasConstraint;
-            if (c != null) {
-                float[] values = w.toFloatArray();
-                c.apply(values, w.shape());
-                w.storage().copyFrom(values);
+        synchronized (weightsLock()) {
+            boolean changed = false;
+            for (Weight w : weights()) {
+                Constraint c = w.name().equals("kernel") ? kernelConstraint : biasConstraint;
+                if (c != null) {
+                    float[] values = w.toFloatArray();
+                    c.apply(values, w.shape());
+                    w.storage().copyFrom(values);
+                    changed = true;
+                }
+            }
+            if (changed) {
+                weightsChanged();
             }
         }
+    }
+
+    // ---- weights derived for the fast path ----------------------------------------------
+
+    /**
+     * What the fast path computes from the Keras weights, refreshed by
+     * {@link #weightsChanged} whenever they change (build, setWeights, applyConstraints),
+     * never stale: {@code qkvKernel} (D, N H + K H + K Hv), the query, key and value kernels
+     * side by side, row by row, for the one GEMM of self-attention (null unless the three
+     * take the same feature size D); {@code foldedOutputBias} (out), the output bias plus
+     * the value bias pushed through the output kernel, bo + sum_{n, e} bv[n / r, e]
+     * Wo[n, e, :] (null without biases or with the gate): softmax rows sum to 1, so
+     * sum_j p_j (v_j + bv) = sum_j p_j v_j + bv, and the value bias can leave the value
+     * projection for the output bias.
+     */
+    private record Derived(MemorySegment qkvKernel, MemorySegment foldedOutputBias) {}
+
+    private volatile Derived derived;
+
+    @Override
+    final void weightsChanged() {
+        Slots w = slots;
+        Tensor wq = weight(w.queryKernel()).storage();
+        Tensor wk = weight(w.keyKernel()).storage();
+        Tensor wv = weight(w.valueKernel()).storage();
+        int n = queryHeads();
+        int kv = keyValueHeads();
+        int hk = keySize();
+        int hv = valueSize();
+        Derived old = derived;
+        MemorySegment qkv = null;
+        long dim = wq.dim(0);
+        if (wk.dim(0) == dim && wv.dim(0) == dim) {
+            int cq = n * hk;
+            int ck = kv * hk;
+            int cv = kv * hv;
+            int width = cq + ck + cv;
+            qkv = old != null && old.qkvKernel() != null ? old.qkvKernel()
+                    : allocateDerived(dim * width * Float.BYTES);
+            for (long row = 0; row < dim; row++) {
+                MemorySegment.copy(wq.segment(), row * cq * Float.BYTES, qkv, row * width * Float.BYTES,
+                        (long) cq * Float.BYTES);
+                MemorySegment.copy(wk.segment(), row * ck * Float.BYTES, qkv, (row * width + cq) * Float.BYTES,
+                        (long) ck * Float.BYTES);
+                MemorySegment.copy(wv.segment(), row * cv * Float.BYTES, qkv, (row * width + cq + ck) * Float.BYTES,
+                        (long) cv * Float.BYTES);
+            }
+        }
+        MemorySegment folded = null;
+        if (useBias && !useGate) {
+            MemorySegment wo = weight(w.outputKernel()).storage().segment();
+            MemorySegment bo = weight(w.outputBias()).storage().segment();
+            MemorySegment bv = weight(w.valueBias()).storage().segment();
+            long out = bo.byteSize() / Float.BYTES;
+            int r = n / kv;
+            double[] sum = new double[(int) out];
+            for (int c = 0; c < out; c++) {
+                sum[c] = bo.getAtIndex(ValueLayout.JAVA_FLOAT, c);
+            }
+            for (int head = 0; head < n; head++) {
+                for (int e = 0; e < hv; e++) {
+                    double b = bv.getAtIndex(ValueLayout.JAVA_FLOAT, (long) (head / r) * hv + e);
+                    long row = ((long) head * hv + e) * out;
+                    for (int c = 0; c < out; c++) {
+                        sum[c] += b * wo.getAtIndex(ValueLayout.JAVA_FLOAT, row + c);
+                    }
+                }
+            }
+            folded = old != null && old.foldedOutputBias() != null ? old.foldedOutputBias()
+                    : allocateDerived(out * Float.BYTES);
+            for (int c = 0; c < out; c++) {
+                folded.setAtIndex(ValueLayout.JAVA_FLOAT, c, (float) sum[c]);
+            }
+        }
+        derived = new Derived(qkv, folded);
     }
 
     /** The Keras config entries shared by both layers, after the layer-specific ones. */
@@ -686,15 +768,51 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
         // weights on fully masked rows).
         boolean flash = g.fastPath() && scoresOut == null && m.attentionMask() == null && m.queryMask() == null
                 && slidingWindow == null;
-        long need = Scratch.regionSize(4 * qCount) + Scratch.regionSize(4 * kCount) + Scratch.regionSize(4 * vCount)
+
+        // Fewer passes, Keras's numbers (see Derived): the key bias adds q_i . bk to every
+        // logit of row i, which the softmax cancels (masked logits are replaced, not
+        // shifted), so it is left out; the value bias joins the output bias wherever every
+        // softmax row sums to 1 (the fast path, where fully masked rows are uniform, or no
+        // mask at all) and nothing sees the projections (no dropout, gate or activity
+        // regularizer); the flash kernel adds the query bias as it packs q (unless the
+        // activity regularizer needs the biased projection). Self-attention
+        // (query, value and key one tensor) projects all three in one GEMM over the packed
+        // kernel, into (rows, N H + K H + K Hv) that the flash kernel reads in place.
+        Derived dw = derived;
+        boolean plain = activityRegularizer == null;
+        boolean dropKeyBias = useBias && plain;
+        boolean noMask = m.attentionMask() == null && m.queryMask() == null && m.valueMask() == null
+                && m.keyMask() == null && !args.useCausalMask() && slidingWindow == null;
+        boolean foldValueBias = dw.foldedOutputBias() != null && plain && !dropping && (g.fastPath() || noMask);
+        boolean queryBiasInKernel = flash && useBias && plain;
+        boolean fused = flash && !permute && dw.qkvKernel() != null && (!useBias || foldValueBias)
+                && sameTensor(args.query(), args.value()) && sameTensor(key, args.value());
+        long width = (long) n * hk + (long) kv * hk + (long) kv * hv;
+
+        long projections = fused ? Scratch.regionSize(4 * g.rowsQ() * width)
+                : Scratch.regionSize(4 * qCount) + Scratch.regionSize(4 * kCount) + Scratch.regionSize(4 * vCount);
+        long need = projections
                 + 2 * Scratch.regionSize(4 * oCount)
                 + (!flash && (scoresOut == null || dropping) ? Scratch.regionSize(4 * scoreCount) : 0)
                 + (permute ? Scratch.regionSize(4 * Math.max(Math.max(qCount, kCount), Math.max(vCount, oCount))) : 0)
                 + maskBytes;
         Scratch.Carver scratch = Scratch.carver(need);
-        MemorySegment qp = scratch.floats(qCount);
-        MemorySegment kp = scratch.floats(kCount);
-        MemorySegment vp = scratch.floats(vCount);
+        MemorySegment qp;
+        MemorySegment kp;
+        MemorySegment vp;
+        long ldq = (long) n * hk; // row strides (floats) of the projections
+        long ldk = (long) kv * hk;
+        long ldv = (long) kv * hv;
+        if (fused) {
+            qp = scratch.floats(g.rowsQ() * width);
+            kp = scratch.view(qp, 4 * ldq);
+            vp = scratch.view(qp, 4 * (ldq + ldk));
+            ldq = ldk = ldv = width;
+        } else {
+            qp = scratch.floats(qCount);
+            kp = scratch.floats(kCount);
+            vp = scratch.floats(vCount);
+        }
         MemorySegment attended = scratch.floats(oCount);
         MemorySegment gate = useGate ? scratch.floats(oCount) : MemorySegment.NULL;
         MemorySegment probs = flash ? MemorySegment.NULL
@@ -703,15 +821,23 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
         MemorySegment tmp = permute
                 ? scratch.floats(Math.max(Math.max(qCount, kCount), Math.max(vCount, oCount))) : MemorySegment.NULL;
 
-        // 1. Projections, one GEMM each over all heads.
-        project(be, args.query().segment(), g.rowsQ(), dq, w.queryKernel(), w.queryBias(), n * hk, qp,
-                Backend.Activation.LINEAR);
-        project(be, key.segment(), g.rowsV(), dk, w.keyKernel(), w.keyBias(), kv * hk, kp, Backend.Activation.LINEAR);
-        project(be, args.value().segment(), g.rowsV(), dv, w.valueKernel(), w.valueBias(), kv * hv, vp,
-                Backend.Activation.LINEAR);
+        // 1. Projections, one GEMM each over all heads (self-attention: one for all three).
+        if (fused) {
+            project(be, args.query().segment(), g.rowsQ(), dq, dw.qkvKernel(), MemorySegment.NULL, (int) width, qp,
+                    Backend.Activation.LINEAR);
+        } else {
+            project(be, args.query().segment(), g.rowsQ(), dq, kernel(w.queryKernel()),
+                    queryBiasInKernel ? MemorySegment.NULL : bias(w.queryBias()), n * hk, qp,
+                    Backend.Activation.LINEAR);
+            project(be, key.segment(), g.rowsV(), dk, kernel(w.keyKernel()),
+                    dropKeyBias ? MemorySegment.NULL : bias(w.keyBias()), kv * hk, kp, Backend.Activation.LINEAR);
+            project(be, args.value().segment(), g.rowsV(), dv, kernel(w.valueKernel()),
+                    foldValueBias ? MemorySegment.NULL : bias(w.valueBias()), kv * hv, vp,
+                    Backend.Activation.LINEAR);
+        }
         if (useGate) {
-            project(be, args.query().segment(), g.rowsQ(), dq, w.gateKernel(), w.gateBias(), n * hv, gate,
-                    Backend.Activation.SIGMOID);
+            project(be, args.query().segment(), g.rowsQ(), dq, kernel(w.gateKernel()), bias(w.gateBias()), n * hv,
+                    gate, Backend.Activation.SIGMOID);
         }
         if (permute) {
             permuteRows(qp, tmp, g.queryShape(), g.permutation(), n * hk);
@@ -725,12 +851,12 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
         if (flash) {
             // 2-4 fused: softmax(scale Q K^T) V per (batch, head) straight into (B, T, N, Hv);
             // GQA heads read their shared K/V head in place (3-D: after = 1, inner = N).
-            be.flashAttention(qp, (long) n * hk, (long) t * n * hk, hk,
-                    kp, (long) kv * hk, (long) s * kv * hk, hk,
-                    vp, (long) kv * hv, (long) s * kv * hv, hv,
+            be.flashAttention(qp, ldq, t * ldq, hk,
+                    kp, ldk, s * ldk, hk,
+                    vp, ldv, s * ldv, hv,
                     attended, (long) n * hv, (long) t * n * hv, hv,
-                    blocks, n, r, t, s, hk, hv, scale, colMask(be, m, g, scratch), n, args.useCausalMask(),
-                    Attn4j.numThreads());
+                    blocks, n, r, t, s, hk, hv, scale, queryBiasInKernel ? bias(w.queryBias()) : MemorySegment.NULL,
+                    colMask(be, m, g, scratch), n, args.useCausalMask(), Attn4j.numThreads());
         } else {
             // 2. Scores Q K^T per (batch, head); GQA heads point at their shared K head.
             be.sgemmBatched(false, true, t, s, hk, 1f,
@@ -763,7 +889,8 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
         if (useGate) {
             be.mul(attended, gate, oCount);
         }
-        project(be, attended, g.rowsQ(), n * hv, w.outputKernel(), w.outputBias(), g.outCols(), output.segment(),
+        project(be, attended, g.rowsQ(), n * hv, kernel(w.outputKernel()),
+                foldValueBias ? dw.foldedOutputBias() : bias(w.outputBias()), g.outCols(), output.segment(),
                 Backend.Activation.LINEAR);
 
         if (activityRegularizer == null) {
@@ -779,17 +906,42 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
         return loss;
     }
 
-    /** dst (rows, cols) = x (rows, in) @ kernel (in, cols) + bias, then the activation. */
-    private void project(Backend be, MemorySegment x, long rows, int in, int kernel, int bias, int cols,
-                         MemorySegment dst, Backend.Activation activation) {
+    /** dst (rows, cols) = x (rows, in) @ kernel (in, cols) + bias (NULL: none), then the activation. */
+    private static void project(Backend be, MemorySegment x, long rows, int in, MemorySegment kernel,
+                                MemorySegment bias, int cols, MemorySegment dst, Backend.Activation activation) {
         be.sgemmBatched(false, false, (int) rows, cols, in, 1f,
                 x, in, 0, 0,
-                weight(kernel).storage().segment(), cols, 0, 0, 1,
+                kernel, cols, 0, 0, 1,
                 0f, dst, cols, 0, 0, 1, 1, GemmRoute.AUTO);
-        MemorySegment b = bias < 0 ? MemorySegment.NULL : weight(bias).storage().segment();
-        if (bias >= 0 || activation != Backend.Activation.LINEAR) {
-            be.biasAct(dst, rows, cols, b, activation);
+        if (!bias.equals(MemorySegment.NULL) || activation != Backend.Activation.LINEAR) {
+            be.biasAct(dst, rows, cols, bias, activation);
         }
+    }
+
+    private MemorySegment kernel(int slot) {
+        return weight(slot).storage().segment();
+    }
+
+    /** The bias weight of a slot; NULL for slot -1 (no bias). */
+    private MemorySegment bias(int slot) {
+        return slot < 0 ? MemorySegment.NULL : weight(slot).storage().segment();
+    }
+
+    /** The same tensor: the same memory with the same shape (dims compared without copies). */
+    private static boolean sameTensor(Tensor a, Tensor b) {
+        if (a == b) {
+            return true;
+        }
+        if (a.segment().address() != b.segment().address() || a.segment().byteSize() != b.segment().byteSize()
+                || a.dtype() != b.dtype() || a.rank() != b.rank()) {
+            return false;
+        }
+        for (int i = 0; i < a.rank(); i++) {
+            if (a.dim(i) != b.dim(i)) {
+                return false;
+            }
+        }
+        return true;
     }
 
     // ---- masks ------------------------------------------------------------------------

@@ -86,8 +86,10 @@ public interface Backend {
      *   v_bh   at o * vOuter + (h / kvRepeat) * vInner    (tk, dv)
      *   out_bh at o * oOuter + h * oInner                 (tq, dv)
      * </pre>
-     * {@code threads} is the number of threads the call may use (>= 1); the result does
-     * not depend on it. Sizes are >= 1; {@code batchHeads % inner == 0},
+     * {@code qBias} ({@link MemorySegment#NULL}: none) holds inner rows of d floats: row
+     * {@code h} is added to the queries of q_bh first (the float sum), as the query
+     * projection's bias. {@code threads} is the number of threads the call may use (>= 1);
+     * the result does not depend on it. Sizes are >= 1; {@code batchHeads % inner == 0},
      * {@code inner % kvRepeat == 0}.
      */
     void flashAttention(MemorySegment q, long ldq, long qOuter, long qInner,
@@ -95,7 +97,23 @@ public interface Backend {
                         MemorySegment v, long ldv, long vOuter, long vInner,
                         MemorySegment out, long ldo, long oOuter, long oInner,
                         long batchHeads, long inner, long kvRepeat, long tq, long tk, long d, long dv,
-                        float scale, MemorySegment colMask, long colMaskDiv, boolean causal, int threads);
+                        float scale, MemorySegment qBias, MemorySegment colMask, long colMaskDiv,
+                        boolean causal, int threads);
+
+    /**
+     * One query position per head against a key/value cache read in place
+     * ({@code attn4j_decode_attention_f32}): for batch row b and head h (key/value head
+     * g = h / kvRepeat), q at {@code b qOuter + h qInner} (d floats), key j at
+     * {@code b kOuter + g kInner + j ldk}, value j likewise, output at
+     * {@code b oOuter + h oInner} (dv floats); row b attends to the keys
+     * [keyBegin[b], keyEnd[b]) (int32 each, NULL: 0 and tk). Elements, not bytes.
+     */
+    void decodeAttention(MemorySegment q, long qOuter, long qInner,
+                         MemorySegment k, long ldk, long kOuter, long kInner,
+                         MemorySegment v, long ldv, long vOuter, long vInner,
+                         MemorySegment out, long oOuter, long oInner,
+                         long batch, long heads, long kvRepeat, long tk, long d, long dv, float scale,
+                         MemorySegment keyBegin, MemorySegment keyEnd, int threads);
 
     /** Activations of {@link #biasAct}, the ATTN4J_ACT_* constants of attn4j.h. */
     enum Activation { LINEAR, SIGMOID, RELU, TANH, GELU, SILU }

@@ -158,16 +158,30 @@ public final class NativeBackend implements Backend {
      * this thread needed (25 KiB per thread for d = dv = 64, whatever tq and tk).
      */
     @Override
+    public void decodeAttention(MemorySegment q, long qOuter, long qInner,
+                                MemorySegment k, long ldk, long kOuter, long kInner,
+                                MemorySegment v, long ldv, long vOuter, long vInner,
+                                MemorySegment out, long oOuter, long oInner,
+                                long batch, long heads, long kvRepeat, long tk, long d, long dv, float scale,
+                                MemorySegment keyBegin, MemorySegment keyEnd, int threads) {
+        int n = Math.min(threads, MAX_FLASH_THREADS);
+        MemorySegment workspace = Scratch.workspace(kernels.decodeWorkspaceBytes(kvRepeat, tk, d, n));
+        kernels.decodeAttention(q, qOuter, qInner, k, ldk, kOuter, kInner, v, ldv, vOuter, vInner, out, oOuter,
+                oInner, batch, heads, kvRepeat, tk, d, dv, scale, keyBegin, keyEnd, workspace, n);
+    }
+
+    @Override
     public void flashAttention(MemorySegment q, long ldq, long qOuter, long qInner,
                                MemorySegment k, long ldk, long kOuter, long kInner,
                                MemorySegment v, long ldv, long vOuter, long vInner,
                                MemorySegment out, long ldo, long oOuter, long oInner,
                                long batchHeads, long inner, long kvRepeat, long tq, long tk, long d, long dv,
-                               float scale, MemorySegment colMask, long colMaskDiv, boolean causal, int threads) {
+                               float scale, MemorySegment qBias, MemorySegment colMask, long colMaskDiv,
+                               boolean causal, int threads) {
         int n = Math.min(threads, MAX_FLASH_THREADS);
         MemorySegment workspace = Scratch.workspace(kernels.flashWorkspaceBytes(tq, tk, d, dv, n));
         kernels.flashAttention(q, ldq, qOuter, qInner, k, ldk, kOuter, kInner, v, ldv, vOuter, vInner,
-                out, ldo, oOuter, oInner, batchHeads, inner, kvRepeat, tq, tk, d, dv, scale, colMask, colMaskDiv,
+                out, ldo, oOuter, oInner, batchHeads, inner, kvRepeat, tq, tk, d, dv, scale, qBias, colMask, colMaskDiv,
                 causal, workspace, n);
     }
 

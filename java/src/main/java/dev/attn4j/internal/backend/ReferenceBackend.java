@@ -112,8 +112,10 @@ public final class ReferenceBackend implements Backend {
                                MemorySegment v, long ldv, long vOuter, long vInner,
                                MemorySegment out, long ldo, long oOuter, long oInner,
                                long batchHeads, long inner, long kvRepeat, long tq, long tk, long d, long dv,
-                               float scale, MemorySegment colMask, long colMaskDiv, boolean causal, int threads) {
+                               float scale, MemorySegment qBias, MemorySegment colMask, long colMaskDiv,
+                               boolean causal, int threads) {
         boolean hasMask = !colMask.equals(MemorySegment.NULL);
+        boolean hasBias = !qBias.equals(MemorySegment.NULL);
         int keys = Math.toIntExact(tk);
         double[] logits = new double[keys];
         boolean[] kept = new boolean[keys];
@@ -131,7 +133,11 @@ public final class ReferenceBackend implements Backend {
                 for (int j = 0; j < keys; j++) {
                     double dot = 0;
                     for (long p = 0; p < d; p++) {
-                        dot += (double) q.getAtIndex(F32, qBase + i * ldq + p) * k.getAtIndex(F32, kBase + j * ldk + p);
+                        float qe = q.getAtIndex(F32, qBase + i * ldq + p);
+                        if (hasBias) {
+                            qe += qBias.getAtIndex(F32, h * d + p); // the float sum, as Keras's projection
+                        }
+                        dot += (double) qe * k.getAtIndex(F32, kBase + j * ldk + p);
                     }
                     logits[j] = scale * dot;
                     kept[j] = (!hasMask || colMask.get(ValueLayout.JAVA_BYTE, (bh / colMaskDiv) * tk + j) != 0)
@@ -157,6 +163,28 @@ public final class ReferenceBackend implements Backend {
                 for (int c = 0; c < acc.length; c++) {
                     out.setAtIndex(F32, oBase + i * ldo + c, (float) acc[c]);
                 }
+            }
+        }
+    }
+
+    /** Plainly: each (row, head) through {@link #flashAttention} over its key range. */
+    @Override
+    public void decodeAttention(MemorySegment q, long qOuter, long qInner,
+                                MemorySegment k, long ldk, long kOuter, long kInner,
+                                MemorySegment v, long ldv, long vOuter, long vInner,
+                                MemorySegment out, long oOuter, long oInner,
+                                long batch, long heads, long kvRepeat, long tk, long d, long dv, float scale,
+                                MemorySegment keyBegin, MemorySegment keyEnd, int threads) {
+        for (long b = 0; b < batch; b++) {
+            long begin = keyBegin.equals(MemorySegment.NULL) ? 0 : keyBegin.getAtIndex(ValueLayout.JAVA_INT, b);
+            long end = keyEnd.equals(MemorySegment.NULL) ? tk : keyEnd.getAtIndex(ValueLayout.JAVA_INT, b);
+            for (long h = 0; h < heads; h++) {
+                long g = h / kvRepeat;
+                flashAttention(q.asSlice(4 * (b * qOuter + h * qInner)), d, 0, 0,
+                        k.asSlice(4 * (b * kOuter + g * kInner + begin * ldk)), ldk, 0, 0,
+                        v.asSlice(4 * (b * vOuter + g * vInner + begin * ldv)), ldv, 0, 0,
+                        out.asSlice(4 * (b * oOuter + h * oInner)), dv, 0, 0,
+                        1, 1, 1, 1, end - begin, d, dv, scale, MemorySegment.NULL, MemorySegment.NULL, 1, false, 1);
             }
         }
     }

@@ -114,12 +114,40 @@ public final class Kernels {
                                MemorySegment v, long ldv, long vOuter, long vInner,
                                MemorySegment o, long ldo, long oOuter, long oInner,
                                long batchHeads, long inner, long kvRepeat, long tq, long tk, long d, long dv,
-                               float scale, MemorySegment colMask, long colMaskDiv, boolean causal,
+                               float scale, MemorySegment qBias, MemorySegment colMask, long colMaskDiv,
+                               boolean causal,
                                MemorySegment workspace, int threads) {
         check(Attn4jBindings.attn4j_flash_attention_f32(q, ldq, qOuter, qInner, k, ldk, kOuter, kInner,
                 v, ldv, vOuter, vInner, o, ldo, oOuter, oInner, batchHeads, inner, kvRepeat, tq, tk, d, dv,
-                scale, colMask, colMaskDiv, causal ? 1 : 0, workspace, workspace.byteSize(), threads),
+                scale, qBias, colMask, colMaskDiv, causal ? 1 : 0, workspace, workspace.byteSize(), threads),
                 "attn4j_flash_attention_f32");
+    }
+
+    /** {@code attn4j_decode_workspace_bytes}: the workspace of one decode-attention call. */
+    public long decodeWorkspaceBytes(long kvRepeat, long tk, long d, int threads) {
+        long bytes = Attn4jBindings.attn4j_decode_workspace_bytes(kvRepeat, tk, d, threads);
+        if (bytes < 0) {
+            throw new IllegalStateException("attn4j_decode_workspace_bytes(" + kvRepeat + ", " + tk + ", " + d + ", "
+                    + threads + ") returned " + bytes + ": the Java side passed arguments outside the native "
+                    + "contract; this is a bug in attn4j");
+        }
+        return bytes;
+    }
+
+    /**
+     * {@code attn4j_decode_attention_f32}: one query position per head against a key/value
+     * cache read in place; see attn4j.h for the addressing and the key ranges (int32 per
+     * batch row, {@link MemorySegment#NULL} for 0 and tk).
+     */
+    public void decodeAttention(MemorySegment q, long qOuter, long qInner,
+                                MemorySegment k, long ldk, long kOuter, long kInner,
+                                MemorySegment v, long ldv, long vOuter, long vInner,
+                                MemorySegment o, long oOuter, long oInner,
+                                long batch, long heads, long kvRepeat, long tk, long d, long dv, float scale,
+                                MemorySegment keyBegin, MemorySegment keyEnd, MemorySegment workspace, int threads) {
+        check(Attn4jBindings.attn4j_decode_attention_f32(q, qOuter, qInner, k, ldk, kOuter, kInner,
+                v, ldv, vOuter, vInner, o, oOuter, oInner, batch, heads, kvRepeat, tk, d, dv, scale,
+                keyBegin, keyEnd, workspace, workspace.byteSize(), threads), "attn4j_decode_attention_f32");
     }
 
     private static void check(int rc, String function) {

@@ -689,6 +689,7 @@ public class Attn4jBindings extends Attn4jBindings$shared {
             Attn4jBindings.C_LONG,
             Attn4jBindings.C_FLOAT,
             Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
             Attn4jBindings.C_LONG,
             Attn4jBindings.C_INT,
             Attn4jBindings.C_POINTER,
@@ -704,7 +705,7 @@ public class Attn4jBindings extends Attn4jBindings$shared {
     /**
      * Function descriptor for:
      * {@snippet lang=c :
-     * int attn4j_flash_attention_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner, const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner, const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner, float *o, int64_t ldo, int64_t o_outer, int64_t o_inner, int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq, int64_t tk, int64_t d, int64_t dv, float scale, const uint8_t *col_mask, int64_t col_mask_div, int32_t causal, void *workspace, int64_t workspace_bytes, int32_t nthreads)
+     * int attn4j_flash_attention_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner, const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner, const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner, float *o, int64_t ldo, int64_t o_outer, int64_t o_inner, int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq, int64_t tk, int64_t d, int64_t dv, float scale, const float *q_bias, const uint8_t *col_mask, int64_t col_mask_div, int32_t causal, void *workspace, int64_t workspace_bytes, int32_t nthreads)
      * }
      */
     public static FunctionDescriptor attn4j_flash_attention_f32$descriptor() {
@@ -714,7 +715,7 @@ public class Attn4jBindings extends Attn4jBindings$shared {
     /**
      * Downcall method handle for:
      * {@snippet lang=c :
-     * int attn4j_flash_attention_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner, const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner, const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner, float *o, int64_t ldo, int64_t o_outer, int64_t o_inner, int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq, int64_t tk, int64_t d, int64_t dv, float scale, const uint8_t *col_mask, int64_t col_mask_div, int32_t causal, void *workspace, int64_t workspace_bytes, int32_t nthreads)
+     * int attn4j_flash_attention_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner, const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner, const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner, float *o, int64_t ldo, int64_t o_outer, int64_t o_inner, int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq, int64_t tk, int64_t d, int64_t dv, float scale, const float *q_bias, const uint8_t *col_mask, int64_t col_mask_div, int32_t causal, void *workspace, int64_t workspace_bytes, int32_t nthreads)
      * }
      */
     public static MethodHandle attn4j_flash_attention_f32$handle() {
@@ -724,7 +725,7 @@ public class Attn4jBindings extends Attn4jBindings$shared {
     /**
      * Address for:
      * {@snippet lang=c :
-     * int attn4j_flash_attention_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner, const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner, const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner, float *o, int64_t ldo, int64_t o_outer, int64_t o_inner, int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq, int64_t tk, int64_t d, int64_t dv, float scale, const uint8_t *col_mask, int64_t col_mask_div, int32_t causal, void *workspace, int64_t workspace_bytes, int32_t nthreads)
+     * int attn4j_flash_attention_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner, const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner, const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner, float *o, int64_t ldo, int64_t o_outer, int64_t o_inner, int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq, int64_t tk, int64_t d, int64_t dv, float scale, const float *q_bias, const uint8_t *col_mask, int64_t col_mask_div, int32_t causal, void *workspace, int64_t workspace_bytes, int32_t nthreads)
      * }
      */
     public static MemorySegment attn4j_flash_attention_f32$address() {
@@ -733,16 +734,16 @@ public class Attn4jBindings extends Attn4jBindings$shared {
 
     /**
      * {@snippet lang=c :
-     * int attn4j_flash_attention_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner, const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner, const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner, float *o, int64_t ldo, int64_t o_outer, int64_t o_inner, int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq, int64_t tk, int64_t d, int64_t dv, float scale, const uint8_t *col_mask, int64_t col_mask_div, int32_t causal, void *workspace, int64_t workspace_bytes, int32_t nthreads)
+     * int attn4j_flash_attention_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner, const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner, const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner, float *o, int64_t ldo, int64_t o_outer, int64_t o_inner, int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq, int64_t tk, int64_t d, int64_t dv, float scale, const float *q_bias, const uint8_t *col_mask, int64_t col_mask_div, int32_t causal, void *workspace, int64_t workspace_bytes, int32_t nthreads)
      * }
      */
-    public static int attn4j_flash_attention_f32(MemorySegment q, long ldq, long q_outer, long q_inner, MemorySegment k, long ldk, long k_outer, long k_inner, MemorySegment v, long ldv, long v_outer, long v_inner, MemorySegment o, long ldo, long o_outer, long o_inner, long batch_heads, long inner, long kv_repeat, long tq, long tk, long d, long dv, float scale, MemorySegment col_mask, long col_mask_div, int causal, MemorySegment workspace, long workspace_bytes, int nthreads) {
+    public static int attn4j_flash_attention_f32(MemorySegment q, long ldq, long q_outer, long q_inner, MemorySegment k, long ldk, long k_outer, long k_inner, MemorySegment v, long ldv, long v_outer, long v_inner, MemorySegment o, long ldo, long o_outer, long o_inner, long batch_heads, long inner, long kv_repeat, long tq, long tk, long d, long dv, float scale, MemorySegment q_bias, MemorySegment col_mask, long col_mask_div, int causal, MemorySegment workspace, long workspace_bytes, int nthreads) {
         var mh$ = attn4j_flash_attention_f32.HANDLE;
         try {
             if (TRACE_DOWNCALLS) {
-                traceDowncall("attn4j_flash_attention_f32", q, ldq, q_outer, q_inner, k, ldk, k_outer, k_inner, v, ldv, v_outer, v_inner, o, ldo, o_outer, o_inner, batch_heads, inner, kv_repeat, tq, tk, d, dv, scale, col_mask, col_mask_div, causal, workspace, workspace_bytes, nthreads);
+                traceDowncall("attn4j_flash_attention_f32", q, ldq, q_outer, q_inner, k, ldk, k_outer, k_inner, v, ldv, v_outer, v_inner, o, ldo, o_outer, o_inner, batch_heads, inner, kv_repeat, tq, tk, d, dv, scale, q_bias, col_mask, col_mask_div, causal, workspace, workspace_bytes, nthreads);
             }
-            return (int)mh$.invokeExact(q, ldq, q_outer, q_inner, k, ldk, k_outer, k_inner, v, ldv, v_outer, v_inner, o, ldo, o_outer, o_inner, batch_heads, inner, kv_repeat, tq, tk, d, dv, scale, col_mask, col_mask_div, causal, workspace, workspace_bytes, nthreads);
+            return (int)mh$.invokeExact(q, ldq, q_outer, q_inner, k, ldk, k_outer, k_inner, v, ldv, v_outer, v_inner, o, ldo, o_outer, o_inner, batch_heads, inner, kv_repeat, tq, tk, d, dv, scale, q_bias, col_mask, col_mask_div, causal, workspace, workspace_bytes, nthreads);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {
@@ -807,6 +808,154 @@ public class Attn4jBindings extends Attn4jBindings$shared {
                 traceDowncall("attn4j_flash_workspace_bytes", tq, tk, d, dv, nthreads);
             }
             return (long)mh$.invokeExact(tq, tk, d, dv, nthreads);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class attn4j_decode_attention_f32 {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            Attn4jBindings.C_INT,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_FLOAT,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("attn4j_decode_attention_f32");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int attn4j_decode_attention_f32(const float *q, int64_t q_outer, int64_t q_inner, const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner, const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner, float *o, int64_t o_outer, int64_t o_inner, int64_t batch, int64_t heads, int64_t kv_repeat, int64_t tk, int64_t d, int64_t dv, float scale, const int32_t *key_begin, const int32_t *key_end, void *workspace, int64_t workspace_bytes, int32_t nthreads)
+     * }
+     */
+    public static FunctionDescriptor attn4j_decode_attention_f32$descriptor() {
+        return attn4j_decode_attention_f32.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int attn4j_decode_attention_f32(const float *q, int64_t q_outer, int64_t q_inner, const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner, const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner, float *o, int64_t o_outer, int64_t o_inner, int64_t batch, int64_t heads, int64_t kv_repeat, int64_t tk, int64_t d, int64_t dv, float scale, const int32_t *key_begin, const int32_t *key_end, void *workspace, int64_t workspace_bytes, int32_t nthreads)
+     * }
+     */
+    public static MethodHandle attn4j_decode_attention_f32$handle() {
+        return attn4j_decode_attention_f32.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int attn4j_decode_attention_f32(const float *q, int64_t q_outer, int64_t q_inner, const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner, const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner, float *o, int64_t o_outer, int64_t o_inner, int64_t batch, int64_t heads, int64_t kv_repeat, int64_t tk, int64_t d, int64_t dv, float scale, const int32_t *key_begin, const int32_t *key_end, void *workspace, int64_t workspace_bytes, int32_t nthreads)
+     * }
+     */
+    public static MemorySegment attn4j_decode_attention_f32$address() {
+        return attn4j_decode_attention_f32.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int attn4j_decode_attention_f32(const float *q, int64_t q_outer, int64_t q_inner, const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner, const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner, float *o, int64_t o_outer, int64_t o_inner, int64_t batch, int64_t heads, int64_t kv_repeat, int64_t tk, int64_t d, int64_t dv, float scale, const int32_t *key_begin, const int32_t *key_end, void *workspace, int64_t workspace_bytes, int32_t nthreads)
+     * }
+     */
+    public static int attn4j_decode_attention_f32(MemorySegment q, long q_outer, long q_inner, MemorySegment k, long ldk, long k_outer, long k_inner, MemorySegment v, long ldv, long v_outer, long v_inner, MemorySegment o, long o_outer, long o_inner, long batch, long heads, long kv_repeat, long tk, long d, long dv, float scale, MemorySegment key_begin, MemorySegment key_end, MemorySegment workspace, long workspace_bytes, int nthreads) {
+        var mh$ = attn4j_decode_attention_f32.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("attn4j_decode_attention_f32", q, q_outer, q_inner, k, ldk, k_outer, k_inner, v, ldv, v_outer, v_inner, o, o_outer, o_inner, batch, heads, kv_repeat, tk, d, dv, scale, key_begin, key_end, workspace, workspace_bytes, nthreads);
+            }
+            return (int)mh$.invokeExact(q, q_outer, q_inner, k, ldk, k_outer, k_inner, v, ldv, v_outer, v_inner, o, o_outer, o_inner, batch, heads, kv_repeat, tk, d, dv, scale, key_begin, key_end, workspace, workspace_bytes, nthreads);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class attn4j_decode_workspace_bytes {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("attn4j_decode_workspace_bytes");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int64_t attn4j_decode_workspace_bytes(int64_t kv_repeat, int64_t tk, int64_t d, int32_t nthreads)
+     * }
+     */
+    public static FunctionDescriptor attn4j_decode_workspace_bytes$descriptor() {
+        return attn4j_decode_workspace_bytes.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int64_t attn4j_decode_workspace_bytes(int64_t kv_repeat, int64_t tk, int64_t d, int32_t nthreads)
+     * }
+     */
+    public static MethodHandle attn4j_decode_workspace_bytes$handle() {
+        return attn4j_decode_workspace_bytes.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int64_t attn4j_decode_workspace_bytes(int64_t kv_repeat, int64_t tk, int64_t d, int32_t nthreads)
+     * }
+     */
+    public static MemorySegment attn4j_decode_workspace_bytes$address() {
+        return attn4j_decode_workspace_bytes.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int64_t attn4j_decode_workspace_bytes(int64_t kv_repeat, int64_t tk, int64_t d, int32_t nthreads)
+     * }
+     */
+    public static long attn4j_decode_workspace_bytes(long kv_repeat, long tk, long d, int nthreads) {
+        var mh$ = attn4j_decode_workspace_bytes.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("attn4j_decode_workspace_bytes", kv_repeat, tk, d, nthreads);
+            }
+            return (long)mh$.invokeExact(kv_repeat, tk, d, nthreads);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {
