@@ -64,6 +64,16 @@ public class DecodeStepBenchmark {
     public static final int HEADS = 8;
     public static final int HEAD_DIM = 64;
 
+    /**
+     * Multiply-adds x 2 of one step at this cache length: the four projections of one
+     * token and the attention over length + 1 positions (q K^T and P V per query head).
+     */
+    static double flops(String layer, int length) {
+        int kv = kvHeads(layer);
+        double projections = 2.0 * D_MODEL * (2 * HEADS * HEAD_DIM + 2 * kv * HEAD_DIM);
+        return projections + 2.0 * HEADS * (length + 1) * 2 * HEAD_DIM;
+    }
+
     static int kvHeads(String layer) {
         return switch (layer) {
             case "mha" -> HEADS;

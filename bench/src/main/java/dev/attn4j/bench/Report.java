@@ -62,11 +62,20 @@ import org.openjdk.jmh.annotations.Mode;
  */
 public final class Report {
     /** The table's rows: shape letter and thread count. */
-    static final List<String> ROWS = List.of("A1", "A2", "B1", "C1", "C2", "D1", "E1", "F1");
+    static final List<String> ROWS = List.of("A1", "A2", "B1", "C1", "C2", "D1", "E1", "F1", "G1");
+
+    /** Rows of the main table; G1 (the decode steps, {@link DecodeStepBenchmark}) has a section of its own. */
+    static final String DECODE = "G1";
 
     /** attn4j / ONNX Runtime time ratio each row aims at (null: no ratio target). */
     static final Map<String, Double> RATIO_TARGETS = Map.of(
-            "A1", 0.8, "A2", 0.8, "B1", 0.5, "C1", 0.8, "C2", 0.8, "D1", 0.8, "F1", 0.6);
+            "A1", 0.7, "A2", 0.8, "B1", 0.5, "C1", 0.8, "C2", 0.85, "D1", 0.75, "F1", 0.55);
+
+    /** attn4j / ONNX Runtime per decode step, at every cache length. */
+    static final double DECODE_TARGET = 0.7;
+
+    static final List<String> DECODE_LAYERS = List.of("mha", "gqa");
+    static final List<Integer> DECODE_LENGTHS = List.of(128, 1024, 4096);
 
     static final List<String> FORK_JVM_ARGS = List.of("-Xms2g", "-Xmx2g", "--enable-native-access=ALL-UNNAMED",
             "--add-modules", "jdk.incubator.vector");
@@ -131,7 +140,7 @@ public final class Report {
         if (error != null) {
             out.println("attn4j bench: " + error);
         }
-        out.println("usage: ./attn4j bench [--quick] [--only A1,A2,B1,C1,C2,D1,E1,F1] [--results DIR]");
+        out.println("usage: ./attn4j bench [--quick] [--only A1,A2,B1,C1,C2,D1,E1,F1,G1] [--results DIR]");
         out.println("       ./attn4j bench jmh [JMH arguments]   (JMH itself, e.g. -l to list the benchmarks)");
         if (error != null) {
             System.exit(2);
@@ -173,6 +182,10 @@ public final class Report {
         if (!mhaThreads.isEmpty()) {
             bench("MultiHeadAttention layer", "MhaLayerBenchmark\\.(attn4j|onnxRuntime)$",
                     Map.of("threads", mhaThreads));
+        }
+        if (only.contains(DECODE)) {
+            bench("decode step (KV cache)", "DecodeStepBenchmark\\.(attn4j|onnxRuntime)$",
+                    Map.of("layer", "mha,gqa", "length", "128,1024,4096"));
         }
         String routeShapes = selected("A", "E");
         if (!routeShapes.isEmpty()) {
@@ -338,6 +351,9 @@ public final class Report {
         Map<String, Double> probes = probes();
         List<Row> rows = new ArrayList<>();
         for (String name : only) {
+            if (name.equals(DECODE)) {
+                continue;
+            }
             String shape = name.substring(0, 1);
             String threads = name.substring(1);
             Measured ceiling = find("SgemmCeilingBenchmark.sgemm", Map.of("threads", threads));
@@ -399,6 +415,52 @@ public final class Report {
             failures.forEach(f -> sb.append("  ").append(f).append(nl));
         }
         sb.append(nl).append(table(rows));
+        if (only.contains(DECODE)) {
+            sb.append(nl).append(decodeSection(probes()));
+        }
+        return sb.toString();
+    }
+
+    /**
+     * The decode steps (issue 12): per layer and cache length, both medians, the ratio
+     * against its target, bytes of Java heap per step (the allocation probe), and the
+     * cost per 1k cached positions between lengths, which is flat when the step grows
+     * linearly with the cache.
+     */
+    private String decodeSection(Map<String, Double> probes) {
+        StringBuilder sb = new StringBuilder("decode step, B = 1, D = 512, 8 query heads of 64 (mha: 8 key/value heads; "
+                + "gqa: 2), one new token against a cache of `length` positions, one thread:")
+                .append(System.lineSeparator());
+        sb.append(String.format(Locale.ROOT, "%-6s %7s %10s %10s %7s %8s %12s %22s%n", "layer", "length",
+                "attn4j_ms", "ort_ms", "ratio", "target", "attn4j B/step", "ms per 1k (attn4j/ORT)"));
+        for (String layer : DECODE_LAYERS) {
+            Measured prevA = null;
+            Measured prevO = null;
+            int prevLength = 0;
+            for (int length : DECODE_LENGTHS) {
+                Map<String, String> p = Map.of("layer", layer, "length", Integer.toString(length));
+                Measured a = find("DecodeStepBenchmark.attn4j", p);
+                Measured o = find("DecodeStepBenchmark.onnxRuntime", p);
+                double ratio = a == null || o == null ? Double.NaN : a.medianMs() / o.medianMs();
+                Double probe = probes.get("attn4j decode-" + layer + "-" + length + " 1");
+                String slope = "";
+                if (prevA != null && a != null && prevO != null && o != null) {
+                    double k = (length - prevLength) / 1000.0;
+                    slope = fmt((a.medianMs() - prevA.medianMs()) / k, 3) + " / "
+                            + fmt((o.medianMs() - prevO.medianMs()) / k, 3);
+                }
+                sb.append(String.format(Locale.ROOT, "%-6s %7d %10s %10s %7s %8s %12s %22s%n", layer, length,
+                        a == null ? "n/a" : fmt(a.medianMs(), 3), o == null ? "n/a" : fmt(o.medianMs(), 3),
+                        fmt(ratio, 2), ratio <= DECODE_TARGET ? "met" : "MISSED",
+                        probe == null ? "n/a" : fmt(probe, 0), slope));
+                prevA = a;
+                prevO = o;
+                prevLength = length;
+            }
+        }
+        sb.append("(target: attn4j/ORT <= ").append(DECODE_TARGET).append(" per step at every length; ms per 1k = the"
+                + " step's growth per 1,000 cached positions between this length and the one before)")
+                .append(System.lineSeparator());
         return sb.toString();
     }
 
@@ -417,8 +479,13 @@ public final class Report {
             if (!route.isEmpty()) {
                 bench += " " + route;
             }
+            boolean decode = bench.startsWith("DecodeStep");
+            if (decode) {
+                shape = param(r, "layer") + "/" + param(r, "length");
+            }
             double flops = bench.startsWith("Sgemm") ? SgemmCeilingBenchmark.FLOPS
                     : bench.startsWith("MhaLayer") ? MhaLayerBenchmark.flops()
+                    : decode ? DecodeStepBenchmark.flops(param(r, "layer"), Integer.parseInt(param(r, "length")))
                     : CoreShape.valueOf(shape).flops();
             double ms = r.getPrimaryResult().getStatistics().getPercentile(50);
             Result<?> alloc = r.getSecondaryResults().get("gc.alloc.rate.norm");
@@ -455,6 +522,12 @@ public final class Report {
         if (a1 != null && a2 != null && a1.attn4j() != null && a2.attn4j() != null) {
             double speedup = a1.attn4j().medianMs() / a2.attn4j().medianMs();
             line(sb, "A 2 threads >= 1.6x faster than 1", fmt(speedup, 2) + "x", speedup >= 1.6);
+        }
+        Row c1 = byName.get("C1");
+        Row c2 = byName.get("C2");
+        if (c1 != null && c2 != null && c1.attn4j() != null && c2.attn4j() != null) {
+            double speedup = c1.attn4j().medianMs() / c2.attn4j().medianMs();
+            line(sb, "C 2 threads >= 1.8x faster than 1", fmt(speedup, 2) + "x", speedup >= 1.8);
         }
         Row e1 = byName.get("E1");
         if (a1 != null && e1 != null) {
@@ -541,11 +614,23 @@ public final class Report {
     private void drawRatios(Path png) throws IOException {
         List<Row> rows = rows();
         List<String> names = new ArrayList<>();
-        double[] ratios = new double[rows.size()];
-        for (int i = 0; i < rows.size(); i++) {
-            names.add(rows.get(i).name());
-            ratios[i] = rows.get(i).ratio();
+        List<Double> values = new ArrayList<>();
+        for (Row r : rows) {
+            names.add(r.name());
+            values.add(r.ratio());
         }
+        if (only.contains(DECODE)) {
+            for (String layer : DECODE_LAYERS) {
+                for (int length : DECODE_LENGTHS) {
+                    Map<String, String> p = Map.of("layer", layer, "length", Integer.toString(length));
+                    Measured a = find("DecodeStepBenchmark.attn4j", p);
+                    Measured o = find("DecodeStepBenchmark.onnxRuntime", p);
+                    names.add("G " + layer + " " + length);
+                    values.add(a == null || o == null ? Double.NaN : a.medianMs() / o.medianMs());
+                }
+            }
+        }
+        double[] ratios = values.stream().mapToDouble(Double::doubleValue).toArray();
         drawRatios(png, names, ratios,
                 "attn4j time / ONNX Runtime time (lower is better), " + date + (quick ? ", --quick" : ""));
     }
@@ -558,7 +643,7 @@ public final class Report {
      * at 1 (parity) and a blue tick at each row's target; green where the target is met.
      */
     static void drawRatios(Path png, List<String> names, double[] ratios, String title) throws IOException {
-        int w = 900;
+        int w = Math.max(900, 70 * names.size() + 90);
         int h = 480;
         int left = 70;
         int right = 20;
@@ -597,7 +682,7 @@ public final class Report {
                 int x = left + i * slot + slot / 4;
                 int bw = slot / 2;
                 double ratio = ratios[i];
-                Double target = RATIO_TARGETS.get(name);
+                Double target = name.startsWith("G ") ? Double.valueOf(DECODE_TARGET) : RATIO_TARGETS.get(name);
                 if (!Double.isNaN(ratio)) {
                     boolean cut = ratio > max;
                     int bh = (int) Math.round(Math.min(ratio, max) / max * plotH);

@@ -97,6 +97,12 @@ public final class NativeBackend implements Backend {
                              float beta, MemorySegment c, int ldc, long cOuter, long cInner,
                              int outer, int inner, GemmRoute route) {
         int count = outer * inner;
+        if (m == 1 && count == 1 && route == GemmRoute.AUTO) {
+            // One row (a decode step's projections): OpenBLAS's gemv reads the matrix
+            // faster than its gemm does for m = 1 (OpenBlas.sgemv).
+            blas.sgemv(transB, n, k, alpha, a, transA ? lda : 1, b, ldb, beta, c);
+            return;
+        }
         // One uniform stride per operand when the (outer, inner) grid is a plain run.
         boolean uniform = bRepeat == 1
                 && (inner == 1 || (aOuter == inner * aInner && bOuter == inner * bInner && cOuter == inner * cInner));

@@ -61,4 +61,46 @@ class NativeBackendTest {
                             c.getAtIndex(ValueLayout.JAVA_FLOAT, 2), c.getAtIndex(ValueLayout.JAVA_FLOAT, 3)));
         }
     }
+
+    /**
+     * One-row products (a decode step's projections) take cblas_sgemv: every transpose
+     * combination, beta 0 over a c full of NaN (never read) and beta 0.5 (read), against
+     * the reference.
+     */
+    @Test
+    void singleRowProductsMatchTheReference() {
+        NativeBackend nb = NativeTests.requireNative();
+        ReferenceBackend ref = new ReferenceBackend();
+        SplittableRandom random = new SplittableRandom(8);
+        int n = 37;
+        int k = 53;
+        try (Arena arena = Arena.ofConfined()) {
+            for (boolean transA : new boolean[] {false, true}) {
+                for (boolean transB : new boolean[] {false, true}) {
+                    for (float beta : new float[] {0f, 0.5f}) {
+                        int lda = transA ? 3 : k; // a^T (k, 1) in a (k, 3) matrix: its column 0
+                        MemorySegment a = arena.allocateFrom(ValueLayout.JAVA_FLOAT,
+                                TestData.floats(random, transA ? k * 3 : k, -1, 1));
+                        int ldb = transB ? k + 2 : n + 1;
+                        MemorySegment b = arena.allocateFrom(ValueLayout.JAVA_FLOAT,
+                                TestData.floats(random, transB ? n * ldb : k * ldb, -1, 1));
+                        float[] start = beta == 0f ? new float[n] : TestData.floats(random, n, -1, 1);
+                        if (beta == 0f) {
+                            java.util.Arrays.fill(start, Float.NaN);
+                        }
+                        MemorySegment got = arena.allocateFrom(ValueLayout.JAVA_FLOAT, start);
+                        MemorySegment want = arena.allocateFrom(ValueLayout.JAVA_FLOAT, beta == 0f ? new float[n] : start);
+                        for (Backend backend : new Backend[] {nb, ref}) {
+                            backend.sgemmBatched(transA, transB, 1, n, k, 1.5f, a, lda, 0, 0, b, ldb, 0, 0, 1,
+                                    beta, backend == nb ? got : want, n, 0, 0, 1, 1, GemmRoute.AUTO);
+                        }
+                        float[] g = got.toArray(ValueLayout.JAVA_FLOAT);
+                        double err = TestData.maxRelError(g, want.toArray(ValueLayout.JAVA_FLOAT));
+                        String what = "transA " + transA + " transB " + transB + " beta " + beta;
+                        assertTrue(err < 1e-5, () -> what + ": max error " + err);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -342,6 +342,76 @@ public class OpenBlasBindings extends OpenBlasBindings$shared {
         return CblasTrans;
     }
 
+    private static class cblas_sgemv {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.ofVoid(
+            OpenBlasBindings.C_INT,
+            OpenBlasBindings.C_INT,
+            OpenBlasBindings.C_INT,
+            OpenBlasBindings.C_INT,
+            OpenBlasBindings.C_FLOAT,
+            OpenBlasBindings.C_POINTER,
+            OpenBlasBindings.C_INT,
+            OpenBlasBindings.C_POINTER,
+            OpenBlasBindings.C_INT,
+            OpenBlasBindings.C_FLOAT,
+            OpenBlasBindings.C_POINTER,
+            OpenBlasBindings.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("cblas_sgemv");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * void cblas_sgemv(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE trans, const blasint m, const blasint n, const float alpha, const float *a, const blasint lda, const float *x, const blasint incx, const float beta, float *y, const blasint incy)
+     * }
+     */
+    public static FunctionDescriptor cblas_sgemv$descriptor() {
+        return cblas_sgemv.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * void cblas_sgemv(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE trans, const blasint m, const blasint n, const float alpha, const float *a, const blasint lda, const float *x, const blasint incx, const float beta, float *y, const blasint incy)
+     * }
+     */
+    public static MethodHandle cblas_sgemv$handle() {
+        return cblas_sgemv.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * void cblas_sgemv(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE trans, const blasint m, const blasint n, const float alpha, const float *a, const blasint lda, const float *x, const blasint incx, const float beta, float *y, const blasint incy)
+     * }
+     */
+    public static MemorySegment cblas_sgemv$address() {
+        return cblas_sgemv.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * void cblas_sgemv(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE trans, const blasint m, const blasint n, const float alpha, const float *a, const blasint lda, const float *x, const blasint incx, const float beta, float *y, const blasint incy)
+     * }
+     */
+    public static void cblas_sgemv(int order, int trans, int m, int n, float alpha, MemorySegment a, int lda, MemorySegment x, int incx, float beta, MemorySegment y, int incy) {
+        var mh$ = cblas_sgemv.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("cblas_sgemv", order, trans, m, n, alpha, a, lda, x, incx, beta, y, incy);
+            }
+            mh$.invokeExact(order, trans, m, n, alpha, a, lda, x, incx, beta, y, incy);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class cblas_sgemm {
         public static final FunctionDescriptor DESC = FunctionDescriptor.ofVoid(
             OpenBlasBindings.C_INT,
