@@ -28,6 +28,9 @@ import java.util.Map;
  * <p>Pipeline (all off-heap, no per-element Java loop):
  * <ol>
  *   <li>projections as one GEMM each over all heads, bias (+ sigmoid for the gate) fused;
+ *       on the fast path, self-attention's three as one GEMM over the packed kernel, the
+ *       key bias left out, the value bias folded into the output bias and the query bias
+ *       added by the flash kernel (see {@code Derived} and {@code run});
  *   <li>scores = Q K^T through the batched GEMM, one product per (batch, head); GQA
  *       points each query head at its shared K/V head, never copying K/V;
  *   <li>the fused softmax with every mask source (attention mask, query/value/key

@@ -10,7 +10,9 @@ import java.util.Arrays;
  * Entry point of the {@code ./attn4j} launcher. Commands: {@code info} prints the
  * native diagnostic; {@code conformance PATH...} runs Keras golden case files or
  * folders; {@code run [MODEL.keras] [--input NAME=FILE.npy ...] [--out DIR] [--repeat N]}
- * runs a Keras model (by default the bundled encoder block), see {@link Demo}.
+ * runs a Keras model (by default the bundled encoder block), see {@link Demo};
+ * {@code decode [--layer mha|gqa] [--prompt P] [--tokens N] [--batch B]} runs a cached
+ * decoding loop with tokens/s, see {@link DecodeDemo}.
  */
 public final class Main {
     private Main() {}
@@ -35,8 +37,17 @@ public final class Main {
                     System.exit(2);
                 }
             }
+            case "decode" -> {
+                try {
+                    System.exit(DecodeDemo.run(Arrays.copyOfRange(args, 1, args.length), System.out));
+                } catch (IllegalArgumentException e) {
+                    System.err.println("attn4j decode: " + e.getMessage());
+                    System.exit(2);
+                }
+            }
             default -> {
-                System.err.println("attn4j: unknown command '" + command + "'; expected run, info or conformance");
+                System.err.println("attn4j: unknown command '" + command
+                        + "'; expected run, decode, info or conformance");
                 System.exit(2);
             }
         }
