@@ -112,27 +112,6 @@ ATTN4J_API int64_t attn4j_decode_workspace_bytes(int64_t kv_repeat, int64_t tk, 
     return slice * nthreads + ALIGN; /* + ALIGN: the pointer is aligned up first */
 }
 
-/* ---- Argument checks ------------------------------------------------------------------- */
-
-static int add_mul(int64_t *acc, int64_t a, int64_t b, int64_t lim)
-{
-    if (a != 0 && b > (lim - *acc) / a)
-        return 0;
-    *acc += a * b;
-    return 1;
-}
-
-/* The floats a tensor addressed as base + o * outer + i * inner + j * ld + c
- * (o < n_outer, i < n_inner, j < rows, c < cols) spans fit a ptrdiff_t. */
-static int extent_ok(int64_t n_outer, int64_t outer, int64_t n_inner, int64_t inner, int64_t rows, int64_t ld,
-                     int64_t cols)
-{
-    const int64_t lim = PTRDIFF_MAX / (int64_t)sizeof(float);
-    int64_t end = cols;
-    return end <= lim && add_mul(&end, n_outer - 1, outer, lim) && add_mul(&end, n_inner - 1, inner, lim) &&
-           add_mul(&end, rows - 1, ld, lim);
-}
-
 /* ---- The work --------------------------------------------------------------------------- */
 
 struct decode_call {
@@ -202,9 +181,10 @@ ATTN4J_API int attn4j_decode_attention_f32(const float *q, int64_t q_outer, int6
     if (need < 0 || workspace_bytes < need)
         return ATTN4J_EINVAL;
     const int64_t kv_heads = heads / kv_repeat;
-    if (!extent_ok(batch, q_outer, heads, q_inner, 1, d, d) || !extent_ok(batch, k_outer, kv_heads, k_inner, tk, ldk, d) ||
-        !extent_ok(batch, v_outer, kv_heads, v_inner, tk, ldv, dv) ||
-        !extent_ok(batch, o_outer, heads, o_inner, 1, dv, dv) || batch > INT64_MAX / heads)
+    if (!attn4j_extent_ok(batch, q_outer, heads, q_inner, 1, d, d) ||
+        !attn4j_extent_ok(batch, k_outer, kv_heads, k_inner, tk, ldk, d) ||
+        !attn4j_extent_ok(batch, v_outer, kv_heads, v_inner, tk, ldv, dv) ||
+        !attn4j_extent_ok(batch, o_outer, heads, o_inner, 1, dv, dv) || batch > INT64_MAX / heads)
         return ATTN4J_EINVAL;
     int64_t keys = 0; /* the key rows all items read, for the thread count */
     for (int64_t b = 0; b < batch; ++b) {

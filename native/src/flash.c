@@ -185,28 +185,6 @@ ATTN4J_API int64_t attn4j_flash_workspace_bytes(int64_t tq, int64_t tk, int64_t 
     return slice * nthreads + ALIGN;
 }
 
-/* ---- Argument checks ------------------------------------------------------------------ */
-
-/* *acc += a * b for a, b >= 0, or 0 when the result would exceed `lim`. */
-static int add_mul(int64_t *acc, int64_t a, int64_t b, int64_t lim)
-{
-    if (a != 0 && b > (lim - *acc) / a)
-        return 0;
-    *acc += a * b;
-    return 1;
-}
-
-/* The elements a tensor's (outer, inner) grid of (rows, cols) matrices spans,
- * row stride ld, fit a ptrdiff_t as floats. */
-static int extent_ok(int64_t n_outer, int64_t outer_stride, int64_t n_inner, int64_t inner_stride, int64_t rows,
-                     int64_t ld, int64_t cols)
-{
-    const int64_t lim = PTRDIFF_MAX / (int64_t)sizeof(float);
-    int64_t end = cols;
-    return end <= lim && add_mul(&end, n_outer - 1, outer_stride, lim) &&
-           add_mul(&end, n_inner - 1, inner_stride, lim) && add_mul(&end, rows - 1, ld, lim);
-}
-
 /* ---- The work --------------------------------------------------------------------------- */
 
 struct flash_call {
@@ -377,10 +355,10 @@ ATTN4J_API int attn4j_flash_attention_f32(const float *q, int64_t ldq, int64_t q
     if (need < 0 || workspace_bytes < need)
         return ATTN4J_EINVAL;
     const int64_t n_outer = batch_heads / inner, n_kv = inner / kv_repeat;
-    if (!extent_ok(n_outer, q_outer, inner, q_inner, tq, ldq, d) ||
-        !extent_ok(n_outer, k_outer, n_kv, k_inner, tk, ldk, d) ||
-        !extent_ok(n_outer, v_outer, n_kv, v_inner, tk, ldv, dv) ||
-        !extent_ok(n_outer, o_outer, inner, o_inner, tq, ldo, dv))
+    if (!attn4j_extent_ok(n_outer, q_outer, inner, q_inner, tq, ldq, d) ||
+        !attn4j_extent_ok(n_outer, k_outer, n_kv, k_inner, tk, ldk, d) ||
+        !attn4j_extent_ok(n_outer, v_outer, n_kv, v_inner, tk, ldv, dv) ||
+        !attn4j_extent_ok(n_outer, o_outer, inner, o_inner, tq, ldo, dv))
         return ATTN4J_EINVAL;
     if (col_mask != NULL && (batch_heads - 1) / col_mask_div + 1 > PTRDIFF_MAX / tk)
         return ATTN4J_EINVAL;

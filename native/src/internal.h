@@ -14,6 +14,7 @@
 #ifndef ATTN4J_INTERNAL_H
 #define ATTN4J_INTERNAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "attn4j.h"
@@ -185,6 +186,27 @@ enum attn4j_isa_level attn4j_isa_level(void);
 
 /* The best level this CPU and OS support, ignoring ATTN4J_ISA. */
 enum attn4j_isa_level attn4j_isa_detect(void);
+
+/* *acc += a * b for a, b >= 0; 0 (and *acc unchanged) when the result would exceed lim. */
+static inline int attn4j_add_mul(int64_t *acc, int64_t a, int64_t b, int64_t lim)
+{
+    if (a != 0 && b > (lim - *acc) / a)
+        return 0;
+    *acc += a * b;
+    return 1;
+}
+
+/* The floats a tensor addressed as base + o * outer + i * inner + j * ld + c
+ * (o < n_outer, i < n_inner, j < rows, c < cols; all sizes >= 1, strides >= 0) spans
+ * fit a ptrdiff_t: the argument check of the strided kernels (flash, decode). */
+static inline int attn4j_extent_ok(int64_t n_outer, int64_t outer, int64_t n_inner, int64_t inner, int64_t rows,
+                                   int64_t ld, int64_t cols)
+{
+    const int64_t lim = PTRDIFF_MAX / (int64_t)sizeof(float);
+    int64_t end = cols;
+    return end <= lim && attn4j_add_mul(&end, n_outer - 1, outer, lim) &&
+           attn4j_add_mul(&end, n_inner - 1, inner, lim) && attn4j_add_mul(&end, rows - 1, ld, lim);
+}
 
 #if defined(ATTN4J_HAVE_X86)
 /* softmax_avx2.c: needs AVX2 + FMA. */
