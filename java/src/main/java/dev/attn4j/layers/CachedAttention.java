@@ -278,15 +278,15 @@ final class CachedAttention {
         MemorySegment ends = anyMask ? MemorySegment.NULL : scratch.bytes(4L * b);
 
         // 1. Projections of the new positions only.
-        project(be, layer, query.segment(), rows, dq, w.queryKernel(), w.queryBias(), n * hk, qp,
-                Backend.Activation.LINEAR);
-        project(be, layer, key.segment(), rows, dk, w.keyKernel(), w.keyBias(), kv * hk, kp,
-                Backend.Activation.LINEAR);
-        project(be, layer, value.segment(), rows, dv, w.valueKernel(), w.valueBias(), kv * hv, vp,
-                Backend.Activation.LINEAR);
+        MultiHeadBase.project(be, query.segment(), rows, dq, layer.kernel(w.queryKernel()), layer.bias(w.queryBias()),
+                n * hk, qp, Backend.Activation.LINEAR);
+        MultiHeadBase.project(be, key.segment(), rows, dk, layer.kernel(w.keyKernel()), layer.bias(w.keyBias()),
+                kv * hk, kp, Backend.Activation.LINEAR);
+        MultiHeadBase.project(be, value.segment(), rows, dv, layer.kernel(w.valueKernel()), layer.bias(w.valueBias()),
+                kv * hv, vp, Backend.Activation.LINEAR);
         if (gated) {
-            project(be, layer, query.segment(), rows, dq, w.gateKernel(), w.gateBias(), n * hv, gate,
-                    Backend.Activation.SIGMOID);
+            MultiHeadBase.project(be, query.segment(), rows, dq, layer.kernel(w.gateKernel()), layer.bias(w.gateBias()),
+                    n * hv, gate, Backend.Activation.SIGMOID);
         }
 
         // 2. The real new rows' keys and values into their slots (padding rows stay out:
@@ -355,7 +355,8 @@ final class CachedAttention {
         if (gated) {
             be.mul(attended, gate, rows * n * hv);
         }
-        project(be, layer, attended, rows, n * hv, w.outputKernel(), w.outputBias(), outCols, output.segment(),
+        MultiHeadBase.project(be, attended, rows, n * hv, layer.kernel(w.outputKernel()),
+                layer.bias(w.outputBias()), outCols, output.segment(),
                 Backend.Activation.LINEAR);
     }
 
@@ -382,19 +383,6 @@ final class CachedAttention {
                     MemorySegment.copy(zeros, 0, mask, at + hi, s - hi);
                 }
             }
-        }
-    }
-
-    /** dst (rows, cols) = x (rows, in) @ kernel (in, cols) + bias, then the activation. */
-    private static void project(Backend be, MultiHeadBase layer, MemorySegment x, long rows, int in, int kernel,
-                                int bias, int cols, MemorySegment dst, Backend.Activation activation) {
-        be.sgemmBatched(false, false, (int) rows, cols, in, 1f,
-                x, in, 0, 0,
-                layer.weight(kernel).storage().segment(), cols, 0, 0, 1,
-                0f, dst, cols, 0, 0, 1, 1, GemmRoute.AUTO);
-        MemorySegment bs = bias < 0 ? MemorySegment.NULL : layer.weight(bias).storage().segment();
-        if (bias >= 0 || activation != Backend.Activation.LINEAR) {
-            be.biasAct(dst, rows, cols, bs, activation);
         }
     }
 }

@@ -910,8 +910,8 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
     }
 
     /** dst (rows, cols) = x (rows, in) @ kernel (in, cols) + bias (NULL: none), then the activation. */
-    private static void project(Backend be, MemorySegment x, long rows, int in, MemorySegment kernel,
-                                MemorySegment bias, int cols, MemorySegment dst, Backend.Activation activation) {
+    static void project(Backend be, MemorySegment x, long rows, int in, MemorySegment kernel,
+                        MemorySegment bias, int cols, MemorySegment dst, Backend.Activation activation) {
         be.sgemmBatched(false, false, (int) rows, cols, in, 1f,
                 x, in, 0, 0,
                 kernel, cols, 0, 0, 1,
@@ -921,12 +921,12 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
         }
     }
 
-    private MemorySegment kernel(int slot) {
+    final MemorySegment kernel(int slot) {
         return weight(slot).storage().segment();
     }
 
     /** The bias weight of a slot; NULL for slot -1 (no bias). */
-    private MemorySegment bias(int slot) {
+    final MemorySegment bias(int slot) {
         return slot < 0 ? MemorySegment.NULL : weight(slot).storage().segment();
     }
 
