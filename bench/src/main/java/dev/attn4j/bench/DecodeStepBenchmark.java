@@ -1,10 +1,6 @@
 package dev.attn4j.bench;
 
-import ai.onnxruntime.OnnxTensor;
-import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
-import ai.onnxruntime.OrtLoggingLevel;
-import ai.onnxruntime.OrtSession;
 import dev.attn4j.Attn4j;
 import dev.attn4j.Tensor;
 import dev.attn4j.bench.onnx.AttentionModels;
@@ -179,68 +175,40 @@ public class DecodeStepBenchmark {
     }
 
     /**
-     * The ONNX Runtime session of one decode step, its inputs and outputs over
-     * off-heap memory: X, past_key / past_value (also bound as present_key /
-     * present_value: the shared buffer) and Y.
+     * The ONNX Runtime session of one decode step over off-heap memory: X, past_key /
+     * past_value (also bound as present_key / present_value: the shared buffer) and Y.
      */
     static final class Ort implements AutoCloseable {
-        final OrtSession.SessionOptions options;
-        final OrtSession session;
         final Tensor pastKey;
         final Tensor pastValue;
         final Tensor out;
-        final Map<String, OnnxTensor> inputs = new LinkedHashMap<>();
-        final Map<String, OnnxTensor> outputs = new LinkedHashMap<>();
+        final OrtRunner runner;
 
         Ort(String layer, int length, float[][] weights, Tensor token, Arena arena) throws OrtException {
             int kv = kvHeads(layer);
-            OrtEnvironment env = OrtEnvironment.getEnvironment(OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
-                    "attn4j-bench");
-            options = new OrtSession.SessionOptions();
-            options.setIntraOpNumThreads(1);
-            options.setInterOpNumThreads(1);
-            options.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL);
-            options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
-            byte[] model = AttentionModels.cachedDecodeStep(BATCH, D_MODEL, HEADS, kv, HEAD_DIM, length + 1, length,
-                    weights);
-            session = env.createSession(model, options);
             pastKey = Tensor.allocate(arena, BATCH, kv, length + 1, HEAD_DIM);
             pastValue = Tensor.allocate(arena, BATCH, kv, length + 1, HEAD_DIM);
             out = Tensor.allocate(arena, BATCH, 1, D_MODEL);
-            inputs.put("X", tensor(env, token));
-            inputs.put("past_key", tensor(env, pastKey));
-            inputs.put("past_value", tensor(env, pastValue));
-            outputs.put("Y", tensor(env, out));
-            outputs.put("present_key", tensor(env, pastKey));
-            outputs.put("present_value", tensor(env, pastValue));
-        }
-
-        private static OnnxTensor tensor(OrtEnvironment env, Tensor t) throws OrtException {
-            return OnnxTensor.createTensor(env, BenchData.floats(t), t.shape());
+            byte[] model = AttentionModels.cachedDecodeStep(BATCH, D_MODEL, HEADS, kv, HEAD_DIM, length + 1, length,
+                    weights);
+            Map<String, Tensor> inputs = new LinkedHashMap<>();
+            inputs.put("X", token);
+            inputs.put("past_key", pastKey);
+            inputs.put("past_value", pastValue);
+            Map<String, Tensor> outputs = new LinkedHashMap<>();
+            outputs.put("Y", out);
+            outputs.put("present_key", pastKey);
+            outputs.put("present_value", pastValue);
+            runner = new OrtRunner(model, 1, inputs, outputs);
         }
 
         void run() throws OrtException {
-            session.run(inputs, outputs).close();
-        }
-
-        void runUnchecked() {
-            try {
-                run();
-            } catch (OrtException e) {
-                throw new IllegalStateException(e);
-            }
+            runner.run();
         }
 
         @Override
         public void close() throws OrtException {
-            for (OnnxTensor t : inputs.values()) {
-                t.close();
-            }
-            for (OnnxTensor t : outputs.values()) {
-                t.close();
-            }
-            session.close();
-            options.close();
+            runner.close();
         }
     }
 
@@ -274,7 +242,7 @@ public class DecodeStepBenchmark {
 
         @TearDown(Level.Trial)
         public void tearDown() throws OrtException {
-            AllocationProbe.measure("onnxRuntime", "decode-" + layer + "-" + length, 1, ort::runUnchecked);
+            AllocationProbe.measure("onnxRuntime", "decode-" + layer + "-" + length, 1, ort.runner::runUnchecked);
             ort.close();
             closeAll();
         }

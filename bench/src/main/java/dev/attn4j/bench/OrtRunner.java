@@ -23,6 +23,15 @@ final class OrtRunner implements AutoCloseable {
 
     OrtRunner(byte[] model, int threads, Map<String, Tensor> inputTensors, String outputName, Tensor output)
             throws OrtException {
+        this(model, threads, inputTensors, Map.of(outputName, output));
+    }
+
+    /**
+     * Several outputs, each bound to an attn4j tensor; an output may be bound to an input's
+     * memory (ONNX Runtime's shared buffers, e.g. a KV cache's past and present).
+     */
+    OrtRunner(byte[] model, int threads, Map<String, Tensor> inputTensors, Map<String, Tensor> outputTensors)
+            throws OrtException {
         OrtEnvironment env = OrtEnvironment.getEnvironment(OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR, "attn4j-bench");
         options = new OrtSession.SessionOptions();
         options.setIntraOpNumThreads(threads);
@@ -33,7 +42,10 @@ final class OrtRunner implements AutoCloseable {
         for (Map.Entry<String, Tensor> e : inputTensors.entrySet()) {
             inputs.put(e.getKey(), OnnxTensor.createTensor(env, BenchData.floats(e.getValue()), e.getValue().shape()));
         }
-        outputs = Map.of(outputName, OnnxTensor.createTensor(env, BenchData.floats(output), output.shape()));
+        outputs = new LinkedHashMap<>();
+        for (Map.Entry<String, Tensor> e : outputTensors.entrySet()) {
+            outputs.put(e.getKey(), OnnxTensor.createTensor(env, BenchData.floats(e.getValue()), e.getValue().shape()));
+        }
     }
 
     static String version() {
