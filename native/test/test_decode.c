@@ -274,8 +274,8 @@ static void test_argument_checks(void)
                  ATTN4J_EINVAL); /* batch 0 */
     for (int i = 0; i < 64; ++i)
         CHECK_MSG(o[i] == -7.0f, "o touched by a refused call at %d", i);
-    /* The valid call, with NULL ranges (every key: no NaN rows in this cache? the
-     * cache has NaN outside the random ranges, so give the full range explicitly). */
+    /* The valid call: the whole cache refilled with finite values, then NULL ranges
+     * (every key) must give the same bits as the explicit full ranges [0, tk). */
     for (int64_t b = 0; b < 2; ++b) {
         c.begin[b] = 0;
         c.end[b] = 10;
