@@ -498,6 +498,150 @@ ATTN4J_API int attn4j_decode_attention_f32(const float *q, int64_t q_outer, int6
  */
 ATTN4J_API int64_t attn4j_decode_workspace_bytes(int64_t kv_repeat, int64_t tk, int64_t d, int32_t nthreads);
 
+/* ---- Gradients (backward passes) ---------------------------------------------
+ *
+ * The kernels below are the backward passes of the ones above, for training and
+ * sensitivity analysis. Each writes gradients of a scalar loss L given dL/d(output);
+ * "written" means the output is overwritten (not accumulated into).
+ */
+
+/*
+ * attn4j_softmax_backward_f32: the gradient through attn4j_masked_softmax_ex_f32,
+ * in place over `dp`. On entry dp[b, i, j] = dL/dP[b, i, j], where P (`p`, laid out
+ * (batch, tq, tv) like dp) holds the probabilities the forward call produced (with
+ * ATTN4J_MASK_REPLACE_ZERO: after its zeroing). On return
+ *
+ *     dp[b, i, j] = keep'(b, i, j) ? scale * p[b, i, j] * (g[b, i, j] - r[b, i]) : +0
+ *     g[b, i, j]  = dL/dP[b, i, j],   r[b, i] = sum_j p[b, i, j] * g[b, i, j]
+ *                   (accumulated in double, rounded to float once)
+ *
+ * i.e. dL/ds for the raw scores s of x = scale * s (pass scale = 1 for dL/dx).
+ * keep' is the forward's keep(b, i, j), from the same mask arguments as
+ * attn4j_masked_softmax_ex_f32 (mask, strides, divisors, row_mask, col_mask,
+ * causal, window), under ATTN4J_MASK_REPLACE and ATTN4J_MASK_REPLACE_ZERO: there a
+ * masked logit is a constant, so its gradient is exactly +0, also on a fully
+ * masked row (uniform under REPLACE, all zero under REPLACE_ZERO). Under
+ * ATTN4J_MASK_SUBTRACT every position is kept (Keras's masked logit s - 1e9 has
+ * derivative 1 in s), so a fully masked row passes its gradient on as if unmasked.
+ * NaN and inf propagate through the formula as IEEE float32 arithmetic does.
+ *
+ * Requirements: those of attn4j_masked_softmax_ex_f32 for the sizes, strides and
+ * masks; p, dp != NULL; p must not overlap dp. Otherwise ATTN4J_EINVAL and dp is
+ * untouched.
+ */
+ATTN4J_API int attn4j_softmax_backward_f32(const float *p, float *dp, int64_t batch, int64_t tq, int64_t tv,
+                                           float scale, const uint8_t *mask, int64_t mask_batch_stride,
+                                           int64_t mask_row_stride, int64_t mask_batch_div,
+                                           const uint8_t *row_mask, const uint8_t *col_mask,
+                                           int64_t pad_batch_div, int32_t causal, int64_t window,
+                                           int32_t convention);
+
+/*
+ * attn4j_tanh_scores_backward_f32: the gradients of attn4j_tanh_scores_f32
+ * (same q, k, batch, tq, tv, dim, weights, inner, outer) given ds = dL/dscores,
+ * laid out (batch, tq, tv). With u = tanh(inner * (q[b, i, d] + k[b, j, d])) (the
+ * float32 sum, then the product, as the forward evaluates it), w_d = weights[d]
+ * (1 when weights == NULL) and g = ds[b, i, j] * outer:
+ *
+ *     dq[b, i, d] = sum_j g * w_d * (1 - u^2) * inner           (written)
+ *     dk[b, j, d] = sum_i g * w_d * (1 - u^2) * inner           (written)
+ *     dw[d]       = sum_{b, i, j} g * u                          (written; skipped when dw == NULL)
+ *     dscalars[0] = sum_{b, i, j, d} g * w_d * (1 - u^2) * (q[b, i, d] + k[b, j, d])   (dL/d inner)
+ *     dscalars[1] = sum_{b, i, j, d} ds[b, i, j] * w_d * u                              (dL/d outer)
+ *                   (both written; skipped when dscalars == NULL)
+ *
+ * Sums over more than dim terms are accumulated in double and rounded once.
+ * Requirements: q, k, ds, dq, dk != NULL; batch, tq, tv, dim >= 1; every tensor
+ * within PTRDIFF_MAX bytes; the outputs do not overlap each other or the inputs.
+ * Otherwise ATTN4J_EINVAL and nothing is written.
+ */
+ATTN4J_API int attn4j_tanh_scores_backward_f32(const float *q, const float *k, const float *ds, float *dq,
+                                               float *dk, float *dw, float *dscalars, int64_t batch, int64_t tq,
+                                               int64_t tv, int64_t dim, const float *weights, float inner,
+                                               float outer);
+
+/*
+ * attn4j_gate_backward_f32: the gradient through y = a * sigmoid(z), the gate of
+ * Keras's MultiHeadAttention(use_gate=True), given the forward's a (the attention
+ * output) and gate = sigmoid(z), for i < n:
+ *
+ *     dz[i]  = dy[i] * a[i] * gate[i] * (1 - gate[i])     (written)
+ *     dy[i] <- dy[i] * gate[i]                            (in place: dL/da)
+ *
+ * Requirements: a, gate, dy, dz != NULL when n > 0; n >= 0; n * 4 <= PTRDIFF_MAX;
+ * dz does not overlap the others. Otherwise ATTN4J_EINVAL and nothing is written.
+ */
+ATTN4J_API int attn4j_gate_backward_f32(const float *a, const float *gate, float *dy, float *dz, int64_t n);
+
+/*
+ * attn4j_flash_attention_lse_f32: attn4j_flash_attention_f32 (same arguments, same
+ * results bit for bit) that also writes the softmax statistics the backward pass
+ * needs, so that it never stores a (tq, tk) matrix: for every bh and query row i,
+ *
+ *     lse[bh * tq + i] = max_j x_j + log(sum_{kept j} exp(x_j - max_j x_j))
+ *
+ * over the kept logits x_j = scale * qb[i] . k[j] as the forward computes them
+ * (float32; the log of the float sum), and +INFINITY for a fully masked row.
+ * lse holds batch_heads * tq floats and must not overlap any other argument.
+ */
+ATTN4J_API int attn4j_flash_attention_lse_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner,
+                                              const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner,
+                                              const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner,
+                                              float *o, int64_t ldo, int64_t o_outer, int64_t o_inner,
+                                              int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq,
+                                              int64_t tk, int64_t d, int64_t dv, float scale, const float *q_bias,
+                                              const uint8_t *col_mask, int64_t col_mask_div, int32_t causal,
+                                              float *lse, void *workspace, int64_t workspace_bytes,
+                                              int32_t nthreads);
+
+/*
+ * attn4j_flash_attention_backward_f32: the gradients of attn4j_flash_attention_f32
+ * (q_bias NULL: the caller passes the biased queries) without a (tq, tk) matrix:
+ * memory is O(workspace). Given the forward's q, k, v, its output o and
+ * do_ = dL/do (both addressed like o: ldo, o_outer, o_inner), writes
+ *
+ *     dq = dL/dq, addressed like q (ldq, q_outer, q_inner)
+ *     dk = dL/dk, addressed like k (ldk, k_outer, k_inner)
+ *     dv = dL/dv, addressed like v (ldv, v_outer, v_inner)
+ *
+ * (only the rows and the first d (dv) elements of each row the forward reads are
+ * written; dk and dv of a key/value head sum over its kv_repeat query heads).
+ * With P = softmax over the kept keys as in the forward and D_i = sum_c do[i, c] o[i, c]:
+ *
+ *     dv[j]   = sum_i P[i, j] do[i]
+ *     dS[i,j] = P[i, j] (do[i] . v[j] - D_i)      (+0 where masked)
+ *     dq[i]   = scale * sum_j dS[i, j] k[j],   dk[j] = scale * sum_i dS[i, j] q[i]
+ *
+ * A fully masked row (uniform over all tk keys in the forward) gives dv[j] +=
+ * do[i] / tk for every j and dS = 0 (its logits are constants). lse (NULL: the
+ * kernel recomputes the statistics in a first pass over the keys) holds the
+ * forward's attn4j_flash_attention_lse_f32 statistics, batch_heads * tq floats.
+ * Work is split over nthreads threads by (batch, key/value head), so no two
+ * threads write the same dk / dv rows; the result does not depend on nthreads.
+ *
+ * Workspace: at least attn4j_flash_backward_workspace_bytes(tq, tk, d, dv,
+ * nthreads) bytes, not overlapping anything else. Requirements as for
+ * attn4j_flash_attention_f32 (with dq, dk, dv in place of o). dq, dk and dv must
+ * not overlap q, k, v, o, do_, lse or the workspace; they may share one buffer
+ * when the elements they address are disjoint (e.g. the column blocks of a packed
+ * (rows, N H + K H + K Hv) matrix: the caller's duty, not checked). Otherwise
+ * ATTN4J_EINVAL and nothing is written.
+ */
+ATTN4J_API int attn4j_flash_attention_backward_f32(
+        const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner,
+        const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner,
+        const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner,
+        const float *o, const float *do_, int64_t ldo, int64_t o_outer, int64_t o_inner,
+        float *dq, float *dk, float *dv,
+        int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq, int64_t tk, int64_t d, int64_t dv_dim,
+        float scale, const uint8_t *col_mask, int64_t col_mask_div, int32_t causal, const float *lse,
+        void *workspace, int64_t workspace_bytes, int32_t nthreads);
+
+/* The workspace attn4j_flash_attention_backward_f32 needs; ATTN4J_EINVAL (negative) for
+ * sizes < 1 or nthreads outside [1, 1024]. */
+ATTN4J_API int64_t attn4j_flash_backward_workspace_bytes(int64_t tq, int64_t tk, int64_t d, int64_t dv,
+                                                         int32_t nthreads);
+
 /* The library version, "MAJOR.MINOR.PATCH". Static storage; never freed. */
 ATTN4J_API const char *attn4j_version(void);
 
