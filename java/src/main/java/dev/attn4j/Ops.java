@@ -228,6 +228,99 @@ public final class Ops {
         // final: a constant, so the messages below are built at compile time, and a
         // call that passes its checks allocates nothing on the Java heap.
         final String action = "attention";
+        checkAttention(false, q, k, v, out);
+        long batch = leadingSize(q);
+        long t = q.dim(-2);
+        long d = q.dim(-1);
+        long s = k.dim(-2);
+        long dv = v.dim(-1);
+        if (batch == 0 || t == 0 || dv == 0) {
+            return;
+        }
+        if (s == 0) {
+            out.segment().fill((byte) 0); // softmax over no keys, then an empty sum
+            return;
+        }
+        Backends.get().flashAttention(q.segment(), d, t * d, 0,
+                k.segment(), d, s * d, 0,
+                v.segment(), dv, s * dv, 0,
+                out.segment(), dv, t * dv, 0,
+                batch, 1, 1, t, s, d, dv, scale, MemorySegment.NULL, MemorySegment.NULL, 1, causal,
+                MemorySegment.NULL, Attn4j.numThreads());
+    }
+
+    /**
+     * The backward pass of {@link #attention}: given the forward's inputs, its output
+     * {@code out} and {@code dOut} = dL/d(out), writes dL/dq into {@code dq}, dL/dk into
+     * {@code dk} and dL/dv into {@code dv} (the shapes of q, k and v), without a (T, S)
+     * matrix: the fused kernel recomputes the softmax block by block (O(T) memory), as
+     * flash attention's backward does. With {@code causal} a key j > i gets nothing from
+     * query i. Same threads and accuracy as the forward.
+     *
+     * @throws IllegalArgumentException naming the argument for what {@link #attention}
+     *         rejects, and when dOut differs from out's shape, a gradient from its input's
+     *         shape, or a gradient is read-only or overlaps another argument
+     */
+    public static void attentionBackward(Tensor q, Tensor k, Tensor v, Tensor out, Tensor dOut, Tensor dq, Tensor dk,
+                                         Tensor dv, float scale, boolean causal) {
+        final String action = "attentionBackward";
+        checkAttention(true, q, k, v, out);
+        requireFloat(action, "dOut", dOut);
+        requireFloat(action, "dq", dq);
+        requireFloat(action, "dk", dk);
+        requireFloat(action, "dv", dv);
+        Tensor[] inputs = {q, k, v, out, dOut};
+        String[] inputNames = {"q", "k", "v", "out", "dOut"};
+        Tensor[] grads = {dq, dk, dv};
+        String[] gradNames = {"dq", "dk", "dv"};
+        Tensor[] like = {q, k, v};
+        if (!java.util.Arrays.equals(dOut.shape(), out.shape())) {
+            throw new IllegalArgumentException(action + ": dOut must have out's shape " + shape(out) + ", but has "
+                    + shape(dOut));
+        }
+        for (int i = 0; i < grads.length; i++) {
+            if (!java.util.Arrays.equals(grads[i].shape(), like[i].shape())) {
+                throw new IllegalArgumentException(action + ": " + gradNames[i] + " must have the shape of "
+                        + inputNames[i] + " " + shape(like[i]) + ", but has " + shape(grads[i]));
+            }
+            requireWritable(action, gradNames[i], grads[i]);
+            for (int j = 0; j < inputs.length; j++) {
+                requireDisjoint(action, gradNames[i], grads[i], inputNames[j], inputs[j]);
+            }
+            for (int j = 0; j < i; j++) {
+                requireDisjoint(action, gradNames[i], grads[i], gradNames[j], grads[j]);
+            }
+            grads[i].checkAlive(action + " (" + gradNames[i] + ")");
+        }
+        dOut.checkAlive(action + " (dOut)");
+        long t = q.dim(-2);
+        long d = q.dim(-1);
+        long s = k.dim(-2);
+        long dvDim = v.dim(-1);
+        long batch = leadingSize(q);
+        if (q.size() == 0 || k.size() == 0 || v.size() == 0 || out.size() == 0) {
+            // Empty products: every gradient is an empty sum.
+            dq.segment().fill((byte) 0);
+            dk.segment().fill((byte) 0);
+            dv.segment().fill((byte) 0);
+            return;
+        }
+        Backends.get().flashAttentionBackward(q.segment(), d, t * d, 0,
+                k.segment(), d, s * d, 0,
+                v.segment(), dvDim, s * dvDim, 0,
+                out.segment(), dOut.segment(), dvDim, t * dvDim, 0,
+                dq.segment(), dk.segment(), dv.segment(),
+                batch, 1, 1, t, s, d, dvDim, scale, MemorySegment.NULL, 1, causal, MemorySegment.NULL,
+                Attn4j.numThreads());
+    }
+
+    /**
+     * The checks of {@link #attention}'s arguments, shared with its backward pass. The
+     * labels are constants (no string is built unless a check fails): a call that passes
+     * allocates nothing on the Java heap.
+     */
+    private static void checkAttention(boolean backward, Tensor q, Tensor k, Tensor v, Tensor out) {
+        String action = backward ? "attentionBackward" : "attention";
         requireFloat(action, "q", q);
         requireFloat(action, "k", k);
         requireFloat(action, "v", v);
@@ -269,27 +362,23 @@ public final class Ops {
         requireDisjoint(action, out, "q", q);
         requireDisjoint(action, out, "k", k);
         requireDisjoint(action, out, "v", v);
-        q.checkAlive(action + " (q)");
-        k.checkAlive(action + " (k)");
-        v.checkAlive(action + " (v)");
-        out.checkAlive(action + " (out)");
-        if (batch == 0 || t == 0 || dv == 0) {
-            return;
-        }
-        if (s == 0) {
-            out.segment().fill((byte) 0); // softmax over no keys, then an empty sum
-            return;
-        }
-        if (d == 0) {
+        q.checkAlive(backward ? "attentionBackward (q)" : "attention (q)");
+        k.checkAlive(backward ? "attentionBackward (k)" : "attention (k)");
+        v.checkAlive(backward ? "attentionBackward (v)" : "attention (v)");
+        out.checkAlive(backward ? "attentionBackward (out)" : "attention (out)");
+        if (d == 0 && batch != 0 && t != 0 && dv != 0 && s != 0) {
             throw new IllegalArgumentException(action + ": q and k must have a last dimension d >= 1, but q has shape "
                     + shape(q) + " and k " + shape(k));
         }
-        Backends.get().flashAttention(q.segment(), d, t * d, 0,
-                k.segment(), d, s * d, 0,
-                v.segment(), dv, s * dv, 0,
-                out.segment(), dv, t * dv, 0,
-                batch, 1, 1, t, s, d, dv, scale, MemorySegment.NULL, MemorySegment.NULL, 1, causal,
-                Attn4j.numThreads());
+    }
+
+    /** The product of all dimensions but the last two. */
+    private static long leadingSize(Tensor t) {
+        long n = 1;
+        for (int i = 0; i < t.rank() - 2; i++) {
+            n *= t.dim(i);
+        }
+        return n;
     }
 
     private static void requireRank(String action, String name, Tensor t, int rank, String layout) {
@@ -301,11 +390,16 @@ public final class Ops {
 
     /** out is written while the inputs are read: they must not share a byte. */
     private static void requireDisjoint(String action, Tensor out, String name, Tensor in) {
+        requireDisjoint(action, "out", out, name, in);
+    }
+
+    private static void requireDisjoint(String action, String outName, Tensor out, String name, Tensor in) {
         long a = out.segment().address();
         long b = in.segment().address();
         if (a < b + in.segment().byteSize() && b < a + out.segment().byteSize()
                 && out.segment().byteSize() > 0 && in.segment().byteSize() > 0) {
-            throw new IllegalArgumentException(action + ": out must not overlap " + name + ", but out "
+            throw new IllegalArgumentException(action + ": " + outName + " must not overlap " + name + ", but "
+                    + outName + " "
                     + shape(out) + " at 0x" + Long.toHexString(a) + " and " + name + " " + shape(in) + " at 0x"
                     + Long.toHexString(b) + " share memory");
         }

@@ -239,7 +239,8 @@ class FlashAttentionTest {
                                     k, nkv * h, (long) s * nkv * h, h,
                                     v, nkv * hv, (long) s * nkv * hv, hv,
                                     out, n * hv, (long) t * n * hv, hv,
-                                    b * n, n, rep, t, s, h, hv, 0.3f, qBias, colMask, n, causal, Math.max(threads, 1));
+                                    b * n, n, rep, t, s, h, hv, 0.3f, qBias, colMask, n, causal, MemorySegment.NULL,
+                                    Math.max(threads, 1));
                             got[threads] = out.toArray(ValueLayout.JAVA_FLOAT);
                         }
                         String what = "causal=" + causal + " mask=" + !colMask.equals(MemorySegment.NULL)

@@ -116,6 +116,16 @@ public final class AdditiveAttention extends SingleHeadAttention {
     }
 
     @Override
+    void scoresBackward(Backend backend, MemorySegment q, MemorySegment k, MemorySegment dLogits,
+                        MemorySegment dq, MemorySegment dk, List<dev.attn4j.Tensor> dWeights,
+                        int batch, int tq, int tv, int dim) {
+        MemorySegment weights = useScale ? weight(0).storage().segment() : MemorySegment.NULL;
+        MemorySegment dScale = useScale ? dWeights.get(0).segment() : MemorySegment.NULL;
+        backend.tanhScoresBackward(q, k, dLogits, dq, dk, dScale, MemorySegment.NULL, batch, tq, tv, dim, weights,
+                1f, 1f);
+    }
+
+    @Override
     public String toString() {
         return "AdditiveAttention[name=" + name() + ", useScale=" + useScale + ", dropout=" + dropout() + ", built="
                 + isBuilt() + "]";

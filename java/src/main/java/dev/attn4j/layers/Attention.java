@@ -2,7 +2,9 @@ package dev.attn4j.layers;
 
 import dev.attn4j.internal.backend.Backend;
 import dev.attn4j.internal.backend.GemmRoute;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -137,6 +139,57 @@ public final class Attention extends SingleHeadAttention {
         float weight = scalar(weight(useScale ? 1 : 0));
         backend.tanhScores(q, k, scores, batch, tq, tv, dim, MemorySegment.NULL, scale, weight);
         return 1f;
+    }
+
+    /**
+     * dot: logits = scale (q . k), so with G = dLogits K, dq = scale G, dk = scale
+     * dLogits^T q and dscale = sum(dLogits * (q . k)) = sum(q * G) (no (Tq, Tv) pass).
+     * concat: the tanh kernel's backward, whose inner and outer factors are scale and
+     * concat_score_weight.
+     */
+    @Override
+    void scoresBackward(Backend backend, MemorySegment q, MemorySegment k, MemorySegment dLogits,
+                        MemorySegment dq, MemorySegment dk, List<dev.attn4j.Tensor> dWeights,
+                        int batch, int tq, int tv, int dim) {
+        float scale = useScale ? scalar(weight(0)) : 1f;
+        if (scoreMode.equals("dot")) {
+            backend.sgemmBatched(false, false, tq, dim, tv, 1f,
+                    dLogits, tv, (long) tq * tv, 0,
+                    k, dim, (long) tv * dim, 0, 1,
+                    0f, dq, dim, (long) tq * dim, 0,
+                    batch, 1, GemmRoute.AUTO);
+            backend.sgemmBatched(true, false, tv, dim, tq, scale,
+                    dLogits, tv, (long) tq * tv, 0,
+                    q, dim, (long) tq * dim, 0, 1,
+                    0f, dk, dim, (long) tv * dim, 0,
+                    batch, 1, GemmRoute.AUTO);
+            long n = (long) batch * tq * dim;
+            if (useScale) {
+                double sum = 0;
+                for (long i = 0; i < n; i++) {
+                    sum += (double) q.getAtIndex(ValueLayout.JAVA_FLOAT, i) * dq.getAtIndex(ValueLayout.JAVA_FLOAT, i);
+                }
+                dWeights.get(0).segment().set(ValueLayout.JAVA_FLOAT, 0, (float) sum);
+            }
+            if (scale != 1f) {
+                for (long i = 0; i < n; i++) {
+                    dq.setAtIndex(ValueLayout.JAVA_FLOAT, i, scale * dq.getAtIndex(ValueLayout.JAVA_FLOAT, i));
+                }
+            }
+            return;
+        }
+        float weight = scalar(weight(useScale ? 1 : 0));
+        try (Arena arena = Arena.ofConfined()) { // not this thread's scratch: the caller's buffers live there
+            MemorySegment dScalars = arena.allocate(2 * Float.BYTES, 16);
+            backend.tanhScoresBackward(q, k, dLogits, dq, dk, MemorySegment.NULL, dScalars, batch, tq, tv, dim,
+                    MemorySegment.NULL, scale, weight);
+            if (useScale) {
+                dWeights.get(0).segment().set(ValueLayout.JAVA_FLOAT, 0,
+                        dScalars.getAtIndex(ValueLayout.JAVA_FLOAT, 0));
+            }
+            dWeights.get(useScale ? 1 : 0).segment().set(ValueLayout.JAVA_FLOAT, 0,
+                    dScalars.getAtIndex(ValueLayout.JAVA_FLOAT, 1));
+        }
     }
 
     @Override

@@ -54,6 +54,8 @@ public abstract class AttentionLayer implements AutoCloseable {
     private volatile List<Weight> weights;
     private volatile long[][] builtShapes;
     private volatile boolean closed;
+    /** Counts weight changes, so a backward pass can tell that its forward pass saw other weights. */
+    private volatile long weightsVersion;
     /** "MultiHeadAttention.call" and so on, made once: a call builds no strings. */
     private final String callAction;
     private final String callIntoAction;
@@ -144,7 +146,7 @@ public abstract class AttentionLayer implements AutoCloseable {
             builtShapes = new long[][] {queryShape.clone(), valueShape.clone(),
                     keyShape == null ? null : keyShape.clone()};
             weights = List.copyOf(created);
-            weightsChanged();
+            weightsUpdated();
         }
     }
 
@@ -154,6 +156,12 @@ public abstract class AttentionLayer implements AutoCloseable {
      * packed projection kernel) refresh them here. Runs under the layer's lock.
      */
     void weightsChanged() {}
+
+    /** After any change of the weights, under the layer's lock: a new version, then {@link #weightsChanged}. */
+    final void weightsUpdated() {
+        weightsVersion++;
+        weightsChanged();
+    }
 
     /** Off-heap memory in the layer's arena (freed by close), 64-byte aligned, zeroed. */
     final MemorySegment allocateDerived(long bytes) {
@@ -203,7 +211,7 @@ public abstract class AttentionLayer implements AutoCloseable {
             for (int i = 0; i < values.length; i++) {
                 w.get(i).storage().copyFrom(values[i]);
             }
-            weightsChanged();
+            weightsUpdated();
         }
     }
 
@@ -286,9 +294,109 @@ public abstract class AttentionLayer implements AutoCloseable {
         Plan plan = plan(action, args);
         Tensor output = Tensor.allocate(arena, plan.outputShape());
         Tensor scores = args.returnAttentionScores() ? Tensor.allocate(arena, plan.scoresShape()) : null;
-        double activityLoss = run(plan, args, output, scores);
+        double activityLoss = run(plan, args, output, scores, null);
         return new AttentionResult(output, scores, activityLoss);
     }
+
+    // ---- gradients ----------------------------------------------------------------------
+
+    /**
+     * {@link #call(Arena, CallArgs)} that also keeps, in {@code arena}, what
+     * {@link #backward} needs (see {@link ForwardPass}). The output is Keras's, as from
+     * {@code call} (within float rounding: this call skips the inference-only shortcuts
+     * that fold biases). A training call with dropout records its dropout stream, so the
+     * backward pass applies the same mask.
+     */
+    public final ForwardPass forward(Arena arena, CallArgs args) {
+        String action = getClass().getSimpleName() + ".forward";
+        Objects.requireNonNull(arena, () -> action + ": arena must not be null");
+        Objects.requireNonNull(args, () -> action + ": args must not be null");
+        Plan plan = plan(action, args);
+        Tensor output = Tensor.allocate(arena, plan.outputShape());
+        Tensor scores = args.returnAttentionScores() ? Tensor.allocate(arena, plan.scoresShape()) : null;
+        long version = weightsVersion;
+        Object saved = saveFor(arena, plan, args);
+        double activityLoss = run(plan, args, output, scores, saved);
+        return new ForwardPass(this, args, new AttentionResult(output, scores, activityLoss), plan, saved, version);
+    }
+
+    /**
+     * The backward pass: the gradients of a loss L with respect to the inputs of
+     * {@code forward}'s call and to every weight, given {@code outputGradient} = dL/d(output)
+     * (the output's shape), allocated in {@code arena}. Masked positions (padding, causal,
+     * sliding window, attention masks) get the gradient Keras's autodiff gives them: none
+     * through a masked logit of the multi-head layers (Keras replaces it by a constant),
+     * the unmasked formula through Attention's and AdditiveAttention's {@code s - 1e9}.
+     * A training call's dropout mask is the forward's.
+     *
+     * @throws IllegalArgumentException when {@code forward} is another layer's or the
+     *         gradient's shape or dtype differs from the output's
+     * @throws IllegalStateException when the layer's weights changed since the forward pass,
+     *         or an arena (the forward's, an input's, the gradient's) is closed
+     */
+    public final Gradients backward(Arena arena, ForwardPass forward, Tensor outputGradient) {
+        String action = getClass().getSimpleName() + ".backward";
+        Objects.requireNonNull(arena, () -> action + ": arena must not be null");
+        Objects.requireNonNull(forward, () -> action + ": forward must not be null");
+        Objects.requireNonNull(outputGradient, () -> action + ": outputGradient must not be null");
+        checkOpen(action);
+        if (forward.layer() != this) {
+            throw new IllegalArgumentException(action + ": forward was made by layer '" + forward.layer().name()
+                    + "', not by this layer '" + name + "'");
+        }
+        if (forward.weightsVersion() != weightsVersion) {
+            throw new IllegalStateException(action + ": the weights of layer '" + name + "' changed after the forward "
+                    + "pass (setWeights or applyConstraints); run forward again");
+        }
+        if (!forward.output().isAlive()) {
+            throw new IllegalStateException(action + ": the arena of the forward pass is closed (it holds the saved "
+                    + "activations): keep it open until the backward pass");
+        }
+        CallArgs args = forward.args();
+        requireFloat(action, "query", args.query());
+        requireFloat(action, "value", args.value());
+        if (args.key() != null) {
+            requireFloat(action, "key", args.key());
+        }
+        Tensor[] masks = {args.queryMask(), args.valueMask(), args.keyMask(), args.attentionMask()};
+        String[] maskNames = {"queryMask", "valueMask", "keyMask", "attentionMask"};
+        for (int i = 0; i < masks.length; i++) {
+            if (masks[i] != null && !masks[i].isAlive()) {
+                throw new IllegalStateException(action + ": the arena of " + maskNames[i] + " " + masks[i]
+                        + " is closed");
+            }
+        }
+        Tensor out = forward.output();
+        if (outputGradient.dtype() != DType.FLOAT32 || !hasShape(outputGradient, out.shape())) {
+            throw new IllegalArgumentException(action + ": outputGradient must be float32 of the output's shape "
+                    + Arrays.toString(out.shape()) + ", but is " + outputGradient);
+        }
+        if (!outputGradient.isAlive()) {
+            throw new IllegalStateException(action + ": the arena of outputGradient " + outputGradient + " is closed");
+        }
+        Tensor dQuery = Tensor.allocate(arena, args.query().shape());
+        Tensor dValue = Tensor.allocate(arena, args.value().shape());
+        Tensor dKey = args.key() == null ? null : Tensor.allocate(arena, args.key().shape());
+        List<Weight> w = weights();
+        List<Weight> dWeights = new ArrayList<>(w.size());
+        for (Weight weight : w) {
+            dWeights.add(new Weight(weight.name(), weight.path(), weight.shape(),
+                    arena.allocate(Math.max(1, weight.size()) * Float.BYTES, 64)));
+        }
+        backward((Plan) forward.plan(), args, forward, outputGradient, dQuery, dValue, dKey,
+                dWeights.stream().map(Weight::storage).toList());
+        return new Gradients(dQuery, dValue, dKey, dWeights);
+    }
+
+    /** The layer's saved-activation holder for a forward pass of this plan (in {@code arena}). */
+    abstract Object saveFor(Arena arena, Plan plan, CallArgs args);
+
+    /**
+     * Computes the gradients of a validated backward pass into the given tensors (zeroed
+     * or not: implementations write every element); {@code dKey} is null without a key.
+     */
+    abstract void backward(Plan plan, CallArgs args, ForwardPass forward, Tensor outputGradient, Tensor dQuery,
+                           Tensor dValue, Tensor dKey, List<Tensor> dWeights);
 
     /** {@code call(arena, CallArgs.of(query, value)).output()}. */
     public final Tensor call(Arena arena, Tensor query, Tensor value) {
@@ -314,7 +422,7 @@ public abstract class AttentionLayer implements AutoCloseable {
             throw new IllegalArgumentException(action + ": attentionScores must be null when the call does not "
                     + "return attention scores");
         }
-        run(plan, args, output, attentionScores);
+        run(plan, args, output, attentionScores, null);
     }
 
     /** A call input must be a live float32 tensor. */
@@ -362,6 +470,10 @@ public abstract class AttentionLayer implements AutoCloseable {
     /** Validates the call (all of it, before any native call) and builds if needed. */
     abstract Plan plan(String action, CallArgs args);
 
-    /** Runs a validated call; returns the activity regularization loss (0 without one). */
-    abstract double run(Plan plan, CallArgs args, Tensor output, Tensor scores);
+    /**
+     * Runs a validated call; returns the activity regularization loss (0 without one).
+     * {@code saved} is null for a plain call, or {@link #saveFor}'s holder of a forward
+     * pass, which the run fills.
+     */
+    abstract double run(Plan plan, CallArgs args, Tensor output, Tensor scores, Object saved);
 }

@@ -284,7 +284,7 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
                 }
             }
             if (changed) {
-                weightsChanged();
+                weightsUpdated();
             }
         }
     }
@@ -739,7 +739,8 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
     }
 
     @Override
-    final double run(Plan plan, CallArgs args, Tensor output, Tensor scoresOut) {
+    final double run(Plan plan, CallArgs args, Tensor output, Tensor scoresOut, Object savedFor) {
+        Saved sv = (Saved) savedFor;
         Prepared prepared = (Prepared) plan.detail();
         Geometry g = prepared.geometry();
         Masks m = prepared.masks();
@@ -769,8 +770,7 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
         // Keras's fast path with only key-padding and causal masks: the fused tiled kernel,
         // which never builds the (T, S) scores (same results: REPLACE semantics, uniform
         // weights on fully masked rows).
-        boolean flash = g.fastPath() && scoresOut == null && m.attentionMask() == null && m.queryMask() == null
-                && slidingWindow == null;
+        boolean flash = flashPath(g, m, scoresOut != null);
 
         // Fewer passes, Keras's numbers (see Derived): the key bias adds q_i . bk to every
         // logit of row i, which the softmax cancels (masked logits are replaced, not
@@ -782,13 +782,14 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
         // (query, value and key one tensor) projects all three in one GEMM over the packed
         // kernel, into (rows, N H + K H + K Hv) that the flash kernel reads in place.
         Derived dw = derived;
-        boolean plain = activityRegularizer == null;
+        // A forward pass for backward keeps the plain projections (biases included).
+        boolean plain = activityRegularizer == null && sv == null;
         boolean dropKeyBias = useBias && plain;
         boolean noMask = m.attentionMask() == null && m.queryMask() == null && m.valueMask() == null
                 && m.keyMask() == null && !args.useCausalMask() && slidingWindow == null;
         boolean foldValueBias = dw.foldedOutputBias() != null && plain && !dropping && (g.fastPath() || noMask);
         boolean queryBiasInKernel = flash && useBias && plain;
-        boolean fused = flash && !permute && dw.qkvKernel() != null && (!useBias || foldValueBias)
+        boolean fused = flash && sv == null && !permute && dw.qkvKernel() != null && (!useBias || foldValueBias)
                 && sameTensor(args.query(), args.value()) && sameTensor(key, args.value());
         long width = (long) n * hk + (long) kv * hk + (long) kv * hv;
 
@@ -811,13 +812,19 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
             kp = scratch.view(qp, 4 * ldq);
             vp = scratch.view(qp, 4 * (ldq + ldk));
             ldq = ldk = ldv = width;
+        } else if (sv != null) {
+            qp = sv.qp;
+            kp = sv.kp;
+            vp = sv.vp;
         } else {
             qp = scratch.floats(qCount);
             kp = scratch.floats(kCount);
             vp = scratch.floats(vCount);
         }
-        MemorySegment attended = scratch.floats(oCount);
-        MemorySegment gate = useGate ? scratch.floats(oCount) : MemorySegment.NULL;
+        MemorySegment attended = sv != null ? sv.attended : scratch.floats(oCount);
+        MemorySegment gate = !useGate ? MemorySegment.NULL : sv != null ? sv.gate : scratch.floats(oCount);
+        // The gate's product goes to its own buffer when the pre-gate output is kept.
+        MemorySegment gated = sv != null && useGate ? scratch.floats(oCount) : attended;
         MemorySegment probs = flash ? MemorySegment.NULL
                 : scoresOut == null || dropping ? scratch.floats(scoreCount) : scoresOut.segment();
         MemorySegment scores = scoresOut != null ? scoresOut.segment() : probs;
@@ -859,7 +866,8 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
                     vp, ldv, s * ldv, hv,
                     attended, (long) n * hv, (long) t * n * hv, hv,
                     blocks, n, r, t, s, hk, hv, scale, queryBiasInKernel ? bias(w.queryBias()) : MemorySegment.NULL,
-                    colMask(be, m, g, scratch), n, args.useCausalMask(), Attn4j.numThreads());
+                    colMask(be, m, g, scratch), n, args.useCausalMask(), sv != null ? sv.lse : MemorySegment.NULL,
+                    Attn4j.numThreads());
         } else {
             // 2. Scores Q K^T per (batch, head); GQA heads point at their shared K head.
             be.sgemmBatched(false, true, t, s, hk, 1f,
@@ -869,14 +877,18 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
                     g.outer(), inner, GemmRoute.AUTO);
 
             // 3. Fused scale + masks + softmax.
-            softmax(be, scores, blocks, t, s, scale, m, g, args.useCausalMask(), scratch);
+            softmax(be, scores, MemorySegment.NULL, blocks, t, s, scale, m, g, args.useCausalMask(), scratch);
 
             // 4. Dropout (returned scores stay pre-dropout), then P V into (B, T, N, Hv).
             if (dropping) {
                 if (probs != scores) {
                     MemorySegment.copy(scores, 0, probs, 0, scoreCount * Float.BYTES);
                 }
-                be.dropout(probs, scoreCount, (float) dropout, effectiveSeed(), nextDropoutStream());
+                long stream = nextDropoutStream();
+                if (sv != null) {
+                    sv.dropoutStream = stream;
+                }
+                be.dropout(probs, scoreCount, (float) dropout, effectiveSeed(), stream);
             }
             be.sgemmBatched(false, false, t, hv, s, 1f,
                     probs, s, (long) inner * t * s, (long) t * s,
@@ -890,9 +902,12 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
 
         // 5. Gate and output projection.
         if (useGate) {
-            be.mul(attended, gate, oCount);
+            if (gated != attended) {
+                MemorySegment.copy(attended, 0, gated, 0, 4 * oCount);
+            }
+            be.mul(gated, gate, oCount);
         }
-        project(be, attended, g.rowsQ(), n * hv, kernel(w.outputKernel()),
+        project(be, gated, g.rowsQ(), n * hv, kernel(w.outputKernel()),
                 foldValueBias ? dw.foldedOutputBias() : bias(w.outputBias()), g.outCols(), output.segment(),
                 Backend.Activation.LINEAR);
 
@@ -907,6 +922,245 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
             loss += activityRegularizer.penalty(gate.toArray(ValueLayout.JAVA_FLOAT));
         }
         return loss;
+    }
+
+    /**
+     * Whether a call runs on the fused flash kernel: Keras's fast path (3-D, dropout 0, no
+     * returned scores) with key-padding and causal masks at most.
+     */
+    private boolean flashPath(Geometry g, Masks m, boolean returnScores) {
+        return g.fastPath() && !returnScores && m.attentionMask() == null && m.queryMask() == null
+                && slidingWindow == null;
+    }
+
+    /**
+     * What a forward pass keeps for the backward pass, in the caller's arena: the
+     * projections as the attention core read them (biased; permuted when the attention
+     * axes are not consecutive), the gate (after its sigmoid), the attention output before
+     * the gate (rows in input order), the flash kernel's row statistics, the dropout stream.
+     */
+    private static final class Saved {
+        final MemorySegment qp;
+        final MemorySegment kp;
+        final MemorySegment vp;
+        final MemorySegment gate;
+        final MemorySegment attended;
+        final MemorySegment lse;
+        final boolean flash;
+        long dropoutStream = -1;
+
+        Saved(MemorySegment qp, MemorySegment kp, MemorySegment vp, MemorySegment gate, MemorySegment attended,
+              MemorySegment lse, boolean flash) {
+            this.qp = qp;
+            this.kp = kp;
+            this.vp = vp;
+            this.gate = gate;
+            this.attended = attended;
+            this.lse = lse;
+            this.flash = flash;
+        }
+    }
+
+    @Override
+    final Object saveFor(java.lang.foreign.Arena arena, Plan plan, CallArgs args) {
+        Prepared prepared = (Prepared) plan.detail();
+        Geometry g = prepared.geometry();
+        int n = queryHeads();
+        int kv = keyValueHeads();
+        long oCount = g.rowsQ() * n * valueSize();
+        boolean flash = flashPath(g, prepared.masks(), args.returnAttentionScores());
+        return new Saved(floats(arena, g.rowsQ() * n * keySize()), floats(arena, g.rowsV() * kv * keySize()),
+                floats(arena, g.rowsV() * kv * valueSize()), useGate ? floats(arena, oCount) : MemorySegment.NULL,
+                floats(arena, oCount), flash ? floats(arena, (long) g.blocks() * n * g.t()) : MemorySegment.NULL,
+                flash);
+    }
+
+    private static MemorySegment floats(java.lang.foreign.Arena arena, long count) {
+        return arena.allocate(Math.max(1, count) * Float.BYTES, 64);
+    }
+
+    /**
+     * The backward pass over the saved activations, the forward's steps in reverse: the
+     * output projection, the gate, the attention core (the flash kernel's backward with
+     * its saved row statistics, O(T) memory; otherwise the scores and weights recomputed
+     * by the batched GEMM and the softmax, with the forward's masks and dropout stream,
+     * then the softmax's backward kernel), and the three input projections. Weight
+     * gradients are GEMMs over all rows; bias gradients column sums (a GEMM with ones).
+     */
+    @Override
+    final void backward(Plan plan, CallArgs args, ForwardPass forward, Tensor outputGradient, Tensor dQuery,
+                        Tensor dValue, Tensor dKey, List<Tensor> dWeights) {
+        Prepared prepared = (Prepared) plan.detail();
+        Geometry g = prepared.geometry();
+        Masks m = prepared.masks();
+        Saved sv = (Saved) forward.saved();
+        Backend be = Backends.get();
+        Slots w = slots;
+        int n = queryHeads();
+        int kv = keyValueHeads();
+        int r = n / kv;
+        int hk = keySize();
+        int hv = valueSize();
+        int t = g.t();
+        int s = g.s();
+        int blocks = g.blocks() * n;
+        long scoreCount = (long) blocks * t * s;
+        Tensor key = args.key() != null ? args.key() : args.value();
+        int dq = (int) g.queryShape()[g.queryShape().length - 1];
+        int dk = (int) g.keyShape()[g.keyShape().length - 1];
+        int dv = (int) g.valueShape()[g.valueShape().length - 1];
+        boolean permute = g.permutation() != null;
+        boolean dropping = sv.dropoutStream >= 0;
+        long rowsQ = g.rowsQ();
+        long rowsV = g.rowsV();
+        long qCount = rowsQ * n * hk;
+        long kCount = rowsV * kv * hk;
+        long vCount = rowsV * kv * hv;
+        long oCount = rowsQ * n * hv;
+        long widest = Math.max(Math.max(qCount, kCount), Math.max(vCount, oCount));
+        long need = 2 * Scratch.regionSize(4 * oCount) + Scratch.regionSize(4 * qCount)
+                + Scratch.regionSize(4 * kCount) + Scratch.regionSize(4 * vCount)
+                + Scratch.regionSize(4 * Math.max(rowsQ, rowsV))
+                + (sv.flash ? 0 : Scratch.regionSize(4 * scoreCount) * (dropping ? 3 : 2))
+                + (permute ? Scratch.regionSize(4 * widest) : 0) + maskScratchBytes(m, g);
+        Scratch.Carver scratch = Scratch.carver(need);
+        MemorySegment ones = scratch.floats(Math.max(rowsQ, rowsV));
+        ones.asSlice(0, 4 * Math.max(rowsQ, rowsV)).elements(ValueLayout.JAVA_FLOAT)
+                .forEach(e -> e.set(ValueLayout.JAVA_FLOAT, 0, 1f));
+
+        // Output projection: out = A Wo + bo, with A the attention output (times the gate).
+        MemorySegment a = sv.attended;
+        MemorySegment gated = a;
+        if (useGate) {
+            gated = scratch.floats(oCount);
+            MemorySegment.copy(a, 0, gated, 0, 4 * oCount);
+            be.mul(gated, sv.gate, oCount);
+        }
+        MemorySegment dY = outputGradient.segment();
+        int outCols = g.outCols();
+        MemorySegment dA = scratch.floats(oCount);
+        projectBackward(be, gated, rowsQ, n * hv, dY, outCols, kernel(w.outputKernel()),
+                dWeights.get(w.outputKernel()).segment(), biasGradient(dWeights, w.outputBias()), dA, false, ones);
+        boolean queryStarted = false;
+        if (useGate) {
+            MemorySegment dZ = gated; // the product is no longer needed
+            be.gateBackward(a, sv.gate, dA, dZ, oCount);
+            projectBackward(be, args.query().segment(), rowsQ, dq, dZ, n * hv, kernel(w.gateKernel()),
+                    dWeights.get(w.gateKernel()).segment(), biasGradient(dWeights, w.gateBias()), dQuery.segment(),
+                    false, ones);
+            queryStarted = true;
+        }
+
+        // The attention core, in the layout the forward ran it.
+        MemorySegment dqp = scratch.floats(qCount);
+        MemorySegment dkp = scratch.floats(kCount);
+        MemorySegment dvp = scratch.floats(vCount);
+        MemorySegment tmp = permute ? scratch.floats(widest) : MemorySegment.NULL;
+        if (permute) {
+            permuteRows(dA, tmp, g.queryShape(), g.permutation(), n * hv);
+        }
+        int after = g.after();
+        int inner = after * n;
+        float scale = (float) (1.0 / Math.sqrt(hk));
+        if (sv.flash) {
+            be.flashAttentionBackward(sv.qp, (long) n * hk, (long) t * n * hk, hk,
+                    sv.kp, (long) kv * hk, (long) s * kv * hk, hk,
+                    sv.vp, (long) kv * hv, (long) s * kv * hv, hv,
+                    a, dA, (long) n * hv, (long) t * n * hv, hv,
+                    dqp, dkp, dvp, blocks, n, r, t, s, hk, hv, scale,
+                    colMask(be, m, g, scratch), n, args.useCausalMask(), sv.lse, Attn4j.numThreads());
+        } else {
+            MemorySegment probs = scratch.floats(scoreCount);
+            MemorySegment dProbs = scratch.floats(scoreCount);
+            be.sgemmBatched(false, true, t, s, hk, 1f,
+                    sv.qp, after * n * hk, (long) t * after * n * hk, hk,
+                    sv.kp, after * kv * hk, (long) s * after * kv * hk, hk, r,
+                    0f, probs, s, (long) inner * t * s, (long) t * s,
+                    g.outer(), inner, GemmRoute.AUTO);
+            softmax(be, probs, MemorySegment.NULL, blocks, t, s, scale, m, g, args.useCausalMask(), scratch);
+            MemorySegment used = probs;
+            if (dropping) {
+                used = scratch.floats(scoreCount);
+                MemorySegment.copy(probs, 0, used, 0, 4 * scoreCount);
+                be.dropout(used, scoreCount, (float) dropout, effectiveSeed(), sv.dropoutStream);
+            }
+            // dP = dA V^T per (batch, head); GQA heads read their shared V head.
+            be.sgemmBatched(false, true, t, s, hv, 1f,
+                    dA, after * n * hv, (long) t * after * n * hv, hv,
+                    sv.vp, after * kv * hv, (long) s * after * kv * hv, hv, r,
+                    0f, dProbs, s, (long) inner * t * s, (long) t * s,
+                    g.outer(), inner, GemmRoute.AUTO);
+            // dV = sum over the r query heads of a key/value head of P^T dA (one GEMM batch per
+            // head of the group, accumulating: no two products of a batch write one matrix).
+            for (int rep = 0; rep < r; rep++) {
+                be.sgemmBatched(true, false, s, hv, t, 1f,
+                        used.asSlice(4L * rep * t * s), s, (long) inner * t * s, (long) r * t * s,
+                        dA.asSlice(4L * rep * hv), after * n * hv, (long) t * after * n * hv, (long) r * hv, 1,
+                        rep == 0 ? 0f : 1f, dvp, after * kv * hv, (long) s * after * kv * hv, hv,
+                        g.outer(), after * kv, GemmRoute.AUTO);
+            }
+            if (dropping) {
+                be.dropout(dProbs, scoreCount, (float) dropout, effectiveSeed(), sv.dropoutStream);
+            }
+            // dL/d(q . k), masked logits (constants in Keras) getting none.
+            softmax(be, probs, dProbs, blocks, t, s, scale, m, g, args.useCausalMask(), scratch);
+            be.sgemmBatched(false, false, t, hk, s, 1f,
+                    dProbs, s, (long) inner * t * s, (long) t * s,
+                    sv.kp, after * kv * hk, (long) s * after * kv * hk, hk, r,
+                    0f, dqp, after * n * hk, (long) t * after * n * hk, hk,
+                    g.outer(), inner, GemmRoute.AUTO);
+            for (int rep = 0; rep < r; rep++) {
+                be.sgemmBatched(true, false, s, hk, t, 1f,
+                        dProbs.asSlice(4L * rep * t * s), s, (long) inner * t * s, (long) r * t * s,
+                        sv.qp.asSlice(4L * rep * hk), after * n * hk, (long) t * after * n * hk, (long) r * hk, 1,
+                        rep == 0 ? 0f : 1f, dkp, after * kv * hk, (long) s * after * kv * hk, hk,
+                        g.outer(), after * kv, GemmRoute.AUTO);
+            }
+        }
+        if (permute) {
+            unpermuteRows(dqp, tmp, g.queryShape(), g.permutation(), n * hk);
+            unpermuteRows(dkp, tmp, g.valueShape(), g.permutation(), kv * hk);
+            unpermuteRows(dvp, tmp, g.valueShape(), g.permutation(), kv * hv);
+        }
+
+        // The input projections. Without a key argument the value is the key too.
+        projectBackward(be, args.query().segment(), rowsQ, dq, dqp, n * hk, kernel(w.queryKernel()),
+                dWeights.get(w.queryKernel()).segment(), biasGradient(dWeights, w.queryBias()), dQuery.segment(),
+                queryStarted, ones);
+        projectBackward(be, args.value().segment(), rowsV, dv, dvp, kv * hv, kernel(w.valueKernel()),
+                dWeights.get(w.valueKernel()).segment(), biasGradient(dWeights, w.valueBias()), dValue.segment(),
+                false, ones);
+        projectBackward(be, key.segment(), rowsV, dk, dkp, kv * hk, kernel(w.keyKernel()),
+                dWeights.get(w.keyKernel()).segment(), biasGradient(dWeights, w.keyBias()),
+                args.key() != null ? dKey.segment() : dValue.segment(), args.key() == null, ones);
+    }
+
+    private static MemorySegment biasGradient(List<Tensor> dWeights, int slot) {
+        return slot < 0 ? MemorySegment.NULL : dWeights.get(slot).segment();
+    }
+
+    /**
+     * The backward pass of {@link #project} (linear): for y = x kernel + bias over
+     * (rows, in) x (in, cols), dKernel = x^T dy, dBias = the column sums of dy (ones^T dy;
+     * skipped when NULL), and dx = dy kernel^T, written or, with {@code accumulate}, added.
+     */
+    private static void projectBackward(Backend be, MemorySegment x, long rows, int in, MemorySegment dy, int cols,
+                                        MemorySegment kernel, MemorySegment dKernel, MemorySegment dBias,
+                                        MemorySegment dx, boolean accumulate, MemorySegment ones) {
+        be.sgemmBatched(true, false, in, cols, (int) rows, 1f,
+                x, in, 0, 0,
+                dy, cols, 0, 0, 1,
+                0f, dKernel, cols, 0, 0, 1, 1, GemmRoute.AUTO);
+        if (!dBias.equals(MemorySegment.NULL)) {
+            be.sgemmBatched(false, false, 1, cols, (int) rows, 1f,
+                    ones, (int) rows, 0, 0,
+                    dy, cols, 0, 0, 1,
+                    0f, dBias, cols, 0, 0, 1, 1, GemmRoute.AUTO);
+        }
+        be.sgemmBatched(false, true, (int) rows, in, cols, 1f,
+                dy, cols, 0, 0,
+                kernel, cols, 0, 0, 1,
+                accumulate ? 1f : 0f, dx, in, 0, 0, 1, 1, GemmRoute.AUTO);
     }
 
     /** dst (rows, cols) = x (rows, in) @ kernel (in, cols) + bias (NULL: none), then the activation. */
@@ -997,8 +1251,14 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
         return both;
     }
 
-    private void softmax(Backend be, MemorySegment scores, int blocks, int t, int s, float scale, Masks m,
-                         Geometry g, boolean causal, Scratch.Carver scratch) {
+    /**
+     * The fused masked softmax of the scores in place, with every mask source of the call;
+     * or, when {@code dScores} is not NULL, its backward pass with the same masks
+     * ({@code scores} then holds the forward's probabilities, and {@code dScores} receives
+     * dL/d(the raw scores) in place of dL/d(probabilities)).
+     */
+    private void softmax(Backend be, MemorySegment scores, MemorySegment dScores, int blocks, int t, int s,
+                         float scale, Masks m, Geometry g, boolean causal, Scratch.Carver scratch) {
         int n = queryHeads();
         MemorySegment rowMask = m.queryMask() == null ? MemorySegment.NULL : bools(be, m.queryMask(), false, scratch);
         MemorySegment colMask = colMask(be, m, g, scratch);
@@ -1025,8 +1285,13 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
         }
         MaskConvention convention = g.fastPath() ? MaskConvention.REPLACE : MaskConvention.REPLACE_THEN_ZERO;
         long window = slidingWindow == null ? 0 : slidingWindow;
-        be.maskedSoftmax(scores, blocks, t, s, scale, mask, batchStride, rowStride, div, rowMask, colMask, n,
-                causal, window, convention);
+        if (dScores.equals(MemorySegment.NULL)) {
+            be.maskedSoftmax(scores, blocks, t, s, scale, mask, batchStride, rowStride, div, rowMask, colMask, n,
+                    causal, window, convention);
+        } else {
+            be.softmaxBackward(scores, dScores, blocks, t, s, scale, mask, batchStride, rowStride, div, rowMask,
+                    colMask, n, causal, window, convention);
+        }
     }
 
     /**

@@ -9,6 +9,7 @@ import dev.attn4j.internal.backend.Backends;
 import dev.attn4j.internal.backend.GemmRoute;
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
+import java.util.List;
 
 /**
  * The call pipeline shared by {@link Attention} and {@link AdditiveAttention} (Keras's
@@ -54,6 +55,15 @@ abstract sealed class SingleHeadAttention extends AttentionLayer permits Attenti
      */
     abstract float scores(Backend backend, MemorySegment q, MemorySegment k, MemorySegment scores,
                           int batch, int tq, int tv, int dim);
+
+    /**
+     * The backward pass of {@link #scores}: given {@code dLogits} = dL/d(factor * scores)
+     * (B, Tq, Tv), writes dL/dq into {@code dq}, dL/dk into {@code dk} (both (B, T, dim))
+     * and the weights' gradients into {@code dWeights} (Keras order).
+     */
+    abstract void scoresBackward(Backend backend, MemorySegment q, MemorySegment k, MemorySegment dLogits,
+                                 MemorySegment dq, MemorySegment dk, List<Tensor> dWeights,
+                                 int batch, int tq, int tv, int dim);
 
     // ---- shapes ---------------------------------------------------------------------
 
@@ -211,8 +221,18 @@ abstract sealed class SingleHeadAttention extends AttentionLayer permits Attenti
         return plan;
     }
 
+    /** What a forward pass keeps: the dropout stream of a training call (-1: none). */
+    private static final class Saved {
+        long dropoutStream = -1;
+    }
+
     @Override
-    final double run(Plan plan, CallArgs args, Tensor output, Tensor scoresOut) {
+    final Object saveFor(java.lang.foreign.Arena arena, Plan plan, CallArgs args) {
+        return new Saved();
+    }
+
+    @Override
+    final double run(Plan plan, CallArgs args, Tensor output, Tensor scoresOut, Object saved) {
         Tensor q = args.query();
         Tensor v = args.value();
         Tensor k = args.key() != null ? args.key() : v;
@@ -234,7 +254,11 @@ abstract sealed class SingleHeadAttention extends AttentionLayer permits Attenti
         backend.maskedSoftmax(s, batch, tq, tv, scale, valueMask, tv, 0, 1, args.useCausalMask(),
                 MaskConvention.SUBTRACT);
         if (args.training() && dropout > 0) {
-            backend.dropout(s, scoreCount, (float) dropout, effectiveSeed(), nextDropoutStream());
+            long stream = nextDropoutStream();
+            if (saved != null) {
+                ((Saved) saved).dropoutStream = stream;
+            }
+            backend.dropout(s, scoreCount, (float) dropout, effectiveSeed(), stream);
         }
         backend.sgemmBatched(false, false, tq, dimV, tv, 1f,
                 s, tv, (long) tq * tv, 0,
@@ -245,5 +269,79 @@ abstract sealed class SingleHeadAttention extends AttentionLayer permits Attenti
             backend.mulRowMask(output.segment(), (long) batch * tq, dimV, args.queryMask().segment());
         }
         return 0;
+    }
+
+    /**
+     * The backward pass, recomputing the weights from the inputs (O(B Tq Tv) scratch):
+     * the query mask's row multiply, the products with the value, dropout with the
+     * forward's stream, the softmax (Keras's {@code s - 1e9} passes the gradient on as if
+     * unmasked), then the score function's own backward.
+     */
+    @Override
+    final void backward(Plan plan, CallArgs args, ForwardPass forward, Tensor outputGradient, Tensor dQuery,
+                        Tensor dValue, Tensor dKey, List<Tensor> dWeights) {
+        Tensor q = args.query();
+        Tensor v = args.value();
+        Tensor k = args.key() != null ? args.key() : v;
+        int lead = q.rank() - 2;
+        int batch = 1;
+        for (int i = 0; i < lead; i++) {
+            batch *= (int) q.dim(i);
+        }
+        int tq = (int) q.dim(lead);
+        int dim = (int) q.dim(lead + 1);
+        int tv = (int) v.dim(-2);
+        int dimV = (int) v.dim(-1);
+        long scoreCount = (long) batch * tq * tv;
+        long outCount = (long) batch * tq * dimV;
+        long stream = ((Saved) forward.saved()).dropoutStream;
+        boolean dropping = stream >= 0;
+        Scratch.Carver scratch = Scratch.carver(Scratch.regionSize(4 * scoreCount) * (dropping ? 3 : 2)
+                + Scratch.regionSize(4 * outCount) + Scratch.regionSize(4L * batch * tv * dim));
+        MemorySegment probs = scratch.floats(scoreCount);
+        MemorySegment dProbs = scratch.floats(scoreCount);
+        MemorySegment dOut = scratch.floats(outCount);
+        MemorySegment dk = args.key() != null ? dKey.segment() : scratch.floats((long) batch * tv * dim);
+
+        // Forward again: the weights P (pre-dropout) and, in training, the dropped Pd.
+        Backend be = Backends.get();
+        float factor = scores(be, q.segment(), k.segment(), probs, batch, tq, tv, dim);
+        MemorySegment valueMask = args.valueMask() == null ? MemorySegment.NULL : args.valueMask().segment();
+        be.maskedSoftmax(probs, batch, tq, tv, factor, valueMask, tv, 0, 1, args.useCausalMask(),
+                MaskConvention.SUBTRACT);
+        MemorySegment weightsUsed = probs;
+        if (dropping) {
+            weightsUsed = scratch.floats(scoreCount);
+            MemorySegment.copy(probs, 0, weightsUsed, 0, 4 * scoreCount);
+            be.dropout(weightsUsed, scoreCount, (float) dropout, effectiveSeed(), stream);
+        }
+
+        // output = (Pd V) * queryMask: the mask multiplies the gradient too.
+        MemorySegment.copy(outputGradient.segment(), 0, dOut, 0, 4 * outCount);
+        if (args.queryMask() != null) {
+            be.mulRowMask(dOut, (long) batch * tq, dimV, args.queryMask().segment());
+        }
+        // dV = Pd^T dO; dPd = dO V^T, then through dropout (the same mask and 1 / (1 - rate)).
+        be.sgemmBatched(true, false, tv, dimV, tq, 1f,
+                weightsUsed, tv, (long) tq * tv, 0,
+                dOut, dimV, (long) tq * dimV, 0, 1,
+                0f, dValue.segment(), dimV, (long) tv * dimV, 0,
+                batch, 1, GemmRoute.AUTO);
+        be.sgemmBatched(false, true, tq, tv, dimV, 1f,
+                dOut, dimV, (long) tq * dimV, 0,
+                v.segment(), dimV, (long) tv * dimV, 0, 1,
+                0f, dProbs, tv, (long) tq * tv, 0,
+                batch, 1, GemmRoute.AUTO);
+        if (dropping) {
+            be.dropout(dProbs, scoreCount, (float) dropout, effectiveSeed(), stream);
+        }
+        // dL/d(logits), logits = factor * scores (masked ones: minus 1e9, derivative 1).
+        be.softmaxBackward(probs, dProbs, batch, tq, tv, 1f, valueMask, tv, 0, 1, MemorySegment.NULL,
+                MemorySegment.NULL, 1, args.useCausalMask(), 0, MaskConvention.SUBTRACT);
+        scoresBackward(be, q.segment(), k.segment(), dProbs, dQuery.segment(), dk, dWeights, batch, tq, tv, dim);
+        if (args.key() == null) {
+            // The value served as key: its gradient has both shares.
+            be.add(dk, dValue.segment(), (long) batch * tv * dim);
+        }
     }
 }

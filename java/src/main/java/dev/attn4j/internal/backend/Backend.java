@@ -2,6 +2,7 @@ package dev.attn4j.internal.backend;
 
 import dev.attn4j.MaskConvention;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 
 /**
  * The one seam between the layers and the code that computes: what a layer needs
@@ -89,7 +90,10 @@ public interface Backend {
      * {@code qBias} ({@link MemorySegment#NULL}: none) holds inner rows of d floats: row
      * {@code h} is added to the queries of q_bh first (the float sum), as the query
      * projection's bias. {@code threads} is the number of threads the call may use (>= 1);
-     * the result does not depend on it. Sizes are >= 1; {@code batchHeads % inner == 0},
+     * the result does not depend on it. {@code lse} ({@link MemorySegment#NULL}: not
+     * wanted) receives batchHeads * tq floats, the log-sum-exp of each row's kept logits
+     * ({@code attn4j_flash_attention_lse_f32}; +inf for a fully masked row), which
+     * {@link #flashAttentionBackward} reads instead of recomputing. Sizes are >= 1; {@code batchHeads % inner == 0},
      * {@code inner % kvRepeat == 0}.
      */
     void flashAttention(MemorySegment q, long ldq, long qOuter, long qInner,
@@ -98,7 +102,7 @@ public interface Backend {
                         MemorySegment out, long ldo, long oOuter, long oInner,
                         long batchHeads, long inner, long kvRepeat, long tq, long tk, long d, long dv,
                         float scale, MemorySegment qBias, MemorySegment colMask, long colMaskDiv,
-                        boolean causal, int threads);
+                        boolean causal, MemorySegment lse, int threads);
 
     /**
      * One query position per head against a key/value cache read in place
@@ -115,11 +119,69 @@ public interface Backend {
                          long batch, long heads, long kvRepeat, long tk, long d, long dv, float scale,
                          MemorySegment keyBegin, MemorySegment keyEnd, int threads);
 
+    // ---- gradients --------------------------------------------------------------------
+
+    /**
+     * The gradient through {@link #maskedSoftmax} ({@code attn4j_softmax_backward_f32}),
+     * in place: on entry {@code dp} holds dL/dP for the probabilities {@code p} the forward
+     * produced (same layout, same mask arguments); on return {@code dp[b, i, j] =
+     * scale * p * (dp - sum_j p dp)} where the forward kept (b, i, j), and +0 where it
+     * masked under REPLACE and REPLACE_THEN_ZERO (there the logit is a constant); under
+     * SUBTRACT nothing is masked (Keras's {@code s - 1e9} has derivative 1).
+     */
+    void softmaxBackward(MemorySegment p, MemorySegment dp, long batch, int tq, int tv, float scale,
+                         MemorySegment mask, long maskBatchStride, long maskRowStride, long maskBatchDiv,
+                         MemorySegment rowMask, MemorySegment colMask, long padBatchDiv,
+                         boolean causal, long window, MaskConvention convention);
+
+    /**
+     * The gradients of {@link #tanhScores} ({@code attn4j_tanh_scores_backward_f32}) given
+     * {@code ds} = dL/dscores: dq (batch, tq, dim) and dk (batch, tv, dim) written; dw (dim;
+     * {@link MemorySegment#NULL}: skipped) = dL/dweights; dscalars (2 floats; NULL:
+     * skipped) = dL/d inner and dL/d outer.
+     */
+    void tanhScoresBackward(MemorySegment q, MemorySegment k, MemorySegment ds, MemorySegment dq, MemorySegment dk,
+                            MemorySegment dw, MemorySegment dscalars, long batch, int tq, int tv, int dim,
+                            MemorySegment weights, float inner, float outer);
+
+    /**
+     * The gradient through {@code y = a * gate} with {@code gate = sigmoid(z)}
+     * ({@code attn4j_gate_backward_f32}): {@code dz = dy * a * gate * (1 - gate)} written,
+     * {@code dy *= gate} in place (then dL/da).
+     */
+    void gateBackward(MemorySegment a, MemorySegment gate, MemorySegment dy, MemorySegment dz, long n);
+
+    /**
+     * The gradients of {@link #flashAttention} without a (tq, tk) matrix
+     * ({@code attn4j_flash_attention_backward_f32}; qBias none: q is the biased query):
+     * given the forward's output {@code o} and {@code dout} = dL/do (both addressed like
+     * the forward's out), writes dq (addressed like q), dk (like k) and dv (like v); the
+     * dk / dv rows of a shared key/value head sum over its kvRepeat query heads. A fully
+     * masked row passes do / tk to every dv row and nothing to dq, dk. {@code lse}: the
+     * forward's statistics, or {@link MemorySegment#NULL} to recompute them.
+     */
+    void flashAttentionBackward(MemorySegment q, long ldq, long qOuter, long qInner,
+                                MemorySegment k, long ldk, long kOuter, long kInner,
+                                MemorySegment v, long ldv, long vOuter, long vInner,
+                                MemorySegment o, MemorySegment dout, long ldo, long oOuter, long oInner,
+                                MemorySegment dq, MemorySegment dk, MemorySegment dv,
+                                long batchHeads, long inner, long kvRepeat, long tq, long tk, long d, long dvDim,
+                                float scale, MemorySegment colMask, long colMaskDiv, boolean causal,
+                                MemorySegment lse, int threads);
+
     /** Activations of {@link #biasAct}, the ATTN4J_ACT_* constants of attn4j.h. */
     enum Activation { LINEAR, SIGMOID, RELU, TANH, GELU, SILU }
 
     /** {@code x[r, c] = act(x[r, c] + bias[c])} over x (rows, cols); bias may be {@link MemorySegment#NULL}. */
     void biasAct(MemorySegment x, long rows, int cols, MemorySegment bias, Activation activation);
+
+    /** {@code y[i] += x[i]} for i < n (a gradient's second share; linear, so plain Java). */
+    default void add(MemorySegment x, MemorySegment y, long n) {
+        for (long i = 0; i < n; i++) {
+            y.setAtIndex(ValueLayout.JAVA_FLOAT, i, y.getAtIndex(ValueLayout.JAVA_FLOAT, i)
+                    + x.getAtIndex(ValueLayout.JAVA_FLOAT, i));
+        }
+    }
 
     /** {@code x[i] *= y[i]} for i < n. */
     void mul(MemorySegment x, MemorySegment y, long n);

@@ -149,13 +149,16 @@ public final class NativeBackend implements Backend {
                               MemorySegment mask, long maskBatchStride, long maskRowStride, long maskBatchDiv,
                               MemorySegment rowMask, MemorySegment colMask, long padBatchDiv,
                               boolean causal, long window, MaskConvention convention) {
-        int code = switch (convention) {
+        kernels.maskedSoftmax(scores, batch, tq, tv, scale, mask, maskBatchStride, maskRowStride, maskBatchDiv,
+                rowMask, colMask, padBatchDiv, causal, window, code(convention));
+    }
+
+    private static int code(MaskConvention convention) {
+        return switch (convention) {
             case SUBTRACT -> Kernels.maskSubtract();
             case REPLACE_THEN_ZERO -> Kernels.maskReplaceZero();
             case REPLACE -> Kernels.maskReplace();
         };
-        kernels.maskedSoftmax(scores, batch, tq, tv, scale, mask, maskBatchStride, maskRowStride, maskBatchDiv,
-                rowMask, colMask, padBatchDiv, causal, window, code);
     }
 
     /**
@@ -183,12 +186,49 @@ public final class NativeBackend implements Backend {
                                MemorySegment out, long ldo, long oOuter, long oInner,
                                long batchHeads, long inner, long kvRepeat, long tq, long tk, long d, long dv,
                                float scale, MemorySegment qBias, MemorySegment colMask, long colMaskDiv,
-                               boolean causal, int threads) {
+                               boolean causal, MemorySegment lse, int threads) {
         int n = Math.min(threads, MAX_FLASH_THREADS);
         MemorySegment workspace = Scratch.workspace(kernels.flashWorkspaceBytes(tq, tk, d, dv, n));
         kernels.flashAttention(q, ldq, qOuter, qInner, k, ldk, kOuter, kInner, v, ldv, vOuter, vInner,
                 out, ldo, oOuter, oInner, batchHeads, inner, kvRepeat, tq, tk, d, dv, scale, qBias, colMask, colMaskDiv,
-                causal, workspace, n);
+                causal, lse, workspace, n);
+    }
+
+    @Override
+    public void flashAttentionBackward(MemorySegment q, long ldq, long qOuter, long qInner,
+                                       MemorySegment k, long ldk, long kOuter, long kInner,
+                                       MemorySegment v, long ldv, long vOuter, long vInner,
+                                       MemorySegment o, MemorySegment dout, long ldo, long oOuter, long oInner,
+                                       MemorySegment dq, MemorySegment dk, MemorySegment dv,
+                                       long batchHeads, long inner, long kvRepeat, long tq, long tk, long d,
+                                       long dvDim, float scale, MemorySegment colMask, long colMaskDiv,
+                                       boolean causal, MemorySegment lse, int threads) {
+        int n = Math.min(threads, MAX_FLASH_THREADS);
+        MemorySegment workspace = Scratch.workspace(kernels.flashBackwardWorkspaceBytes(tq, tk, d, dvDim, n));
+        kernels.flashAttentionBackward(q, ldq, qOuter, qInner, k, ldk, kOuter, kInner, v, ldv, vOuter, vInner,
+                o, dout, ldo, oOuter, oInner, dq, dk, dv, batchHeads, inner, kvRepeat, tq, tk, d, dvDim, scale,
+                colMask, colMaskDiv, causal, lse, workspace, n);
+    }
+
+    @Override
+    public void softmaxBackward(MemorySegment p, MemorySegment dp, long batch, int tq, int tv, float scale,
+                                MemorySegment mask, long maskBatchStride, long maskRowStride, long maskBatchDiv,
+                                MemorySegment rowMask, MemorySegment colMask, long padBatchDiv,
+                                boolean causal, long window, MaskConvention convention) {
+        kernels.softmaxBackward(p, dp, batch, tq, tv, scale, mask, maskBatchStride, maskRowStride, maskBatchDiv,
+                rowMask, colMask, padBatchDiv, causal, window, code(convention));
+    }
+
+    @Override
+    public void tanhScoresBackward(MemorySegment q, MemorySegment k, MemorySegment ds, MemorySegment dq,
+                                   MemorySegment dk, MemorySegment dw, MemorySegment dscalars, long batch, int tq,
+                                   int tv, int dim, MemorySegment weights, float inner, float outer) {
+        kernels.tanhScoresBackward(q, k, ds, dq, dk, dw, dscalars, batch, tq, tv, dim, weights, inner, outer);
+    }
+
+    @Override
+    public void gateBackward(MemorySegment a, MemorySegment gate, MemorySegment dy, MemorySegment dz, long n) {
+        kernels.gateBackward(a, gate, dy, dz, n);
     }
 
     @Override

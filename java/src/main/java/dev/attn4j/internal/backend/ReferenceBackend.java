@@ -57,9 +57,7 @@ public final class ReferenceBackend implements Backend {
                               MemorySegment mask, long maskBatchStride, long maskRowStride, long maskBatchDiv,
                               MemorySegment rowMask, MemorySegment colMask, long padBatchDiv,
                               boolean causal, long window, MaskConvention convention) {
-        boolean hasMask = !mask.equals(MemorySegment.NULL);
         boolean hasRow = !rowMask.equals(MemorySegment.NULL);
-        boolean hasCol = !colMask.equals(MemorySegment.NULL);
         float[] logits = new float[tv];
         boolean[] keep = new boolean[tv];
         for (long bt = 0; bt < batch; bt++) {
@@ -70,11 +68,7 @@ public final class ReferenceBackend implements Backend {
                 boolean rowKept = !hasRow || rowMask.get(ValueLayout.JAVA_BYTE, pad * tq + i) != 0;
                 for (int j = 0; j < tv; j++) {
                     float x = scale * scores.getAtIndex(F32, row + j);
-                    keep[j] = rowKept
-                            && (!hasMask || mask.get(ValueLayout.JAVA_BYTE, maskRow + j) != 0)
-                            && (!hasCol || colMask.get(ValueLayout.JAVA_BYTE, pad * tv + j) != 0)
-                            && (!causal || j <= i)
-                            && (window <= 0 || Math.abs(i - j) < window);
+                    keep[j] = kept(rowKept, mask, maskRow, colMask, pad * tv, i, j, causal, window);
                     logits[j] = keep[j] ? x : switch (convention) {
                         case SUBTRACT -> x - KERAS_SUBTRACT;
                         case REPLACE_THEN_ZERO -> KERAS_SOFTMAX_NEGATIVE;
@@ -101,6 +95,191 @@ public final class ReferenceBackend implements Backend {
         }
     }
 
+    /** Whether the forward softmax keeps (i, j); {@code rowKept} already holds the row mask. */
+    private static boolean kept(boolean rowKept, MemorySegment mask, long maskRow, MemorySegment colMask, long colRow,
+                                int i, int j, boolean causal, long window) {
+        return rowKept
+                && (mask.equals(MemorySegment.NULL) || mask.get(ValueLayout.JAVA_BYTE, maskRow + j) != 0)
+                && (colMask.equals(MemorySegment.NULL) || colMask.get(ValueLayout.JAVA_BYTE, colRow + j) != 0)
+                && (!causal || j <= i)
+                && (window <= 0 || Math.abs(i - j) < window);
+    }
+
+    @Override
+    public void softmaxBackward(MemorySegment p, MemorySegment dp, long batch, int tq, int tv, float scale,
+                                MemorySegment mask, long maskBatchStride, long maskRowStride, long maskBatchDiv,
+                                MemorySegment rowMask, MemorySegment colMask, long padBatchDiv,
+                                boolean causal, long window, MaskConvention convention) {
+        boolean masking = convention != MaskConvention.SUBTRACT;
+        for (long bt = 0; bt < batch; bt++) {
+            long pad = bt / padBatchDiv;
+            for (int i = 0; i < tq; i++) {
+                long row = (bt * tq + i) * tv;
+                long maskRow = (bt / maskBatchDiv) * maskBatchStride + (long) i * maskRowStride;
+                boolean rowKept = rowMask.equals(MemorySegment.NULL)
+                        || rowMask.get(ValueLayout.JAVA_BYTE, pad * tq + i) != 0;
+                double dot = 0;
+                for (int j = 0; j < tv; j++) {
+                    dot += (double) p.getAtIndex(F32, row + j) * dp.getAtIndex(F32, row + j);
+                }
+                float r = (float) dot;
+                for (int j = 0; j < tv; j++) {
+                    boolean keep = !masking || kept(rowKept, mask, maskRow, colMask, pad * tv, i, j, causal, window);
+                    float g = keep ? scale * p.getAtIndex(F32, row + j) * (dp.getAtIndex(F32, row + j) - r) : 0f;
+                    dp.setAtIndex(F32, row + j, g);
+                }
+            }
+        }
+    }
+
+    @Override
+    public void tanhScoresBackward(MemorySegment q, MemorySegment k, MemorySegment ds, MemorySegment dq,
+                                   MemorySegment dk, MemorySegment dw, MemorySegment dscalars, long batch, int tq,
+                                   int tv, int dim, MemorySegment weights, float inner, float outer) {
+        boolean weighted = !weights.equals(MemorySegment.NULL);
+        double[] gq = new double[tq * dim];
+        double[] gk = new double[tv * dim];
+        double[] gw = new double[dim];
+        double dInner = 0;
+        double dOuter = 0;
+        for (long b = 0; b < batch; b++) {
+            java.util.Arrays.fill(gq, 0);
+            java.util.Arrays.fill(gk, 0);
+            for (int i = 0; i < tq; i++) {
+                for (int j = 0; j < tv; j++) {
+                    double s = ds.getAtIndex(F32, (b * tq + i) * tv + j);
+                    double g = s * outer;
+                    for (int d = 0; d < dim; d++) {
+                        float t = q.getAtIndex(F32, (b * tq + i) * dim + d) + k.getAtIndex(F32, (b * tv + j) * dim + d);
+                        double u = Math.tanh((float) (inner * t));
+                        double w = weighted ? weights.getAtIndex(F32, d) : 1;
+                        double du = g * w * (1 - u * u); // dL/d(inner * t)
+                        gq[i * dim + d] += du * inner;
+                        gk[j * dim + d] += du * inner;
+                        gw[d] += g * u;
+                        dInner += du * t;
+                        dOuter += s * w * u;
+                    }
+                }
+            }
+            for (int x = 0; x < tq * dim; x++) {
+                dq.setAtIndex(F32, b * tq * dim + x, (float) gq[x]);
+            }
+            for (int x = 0; x < tv * dim; x++) {
+                dk.setAtIndex(F32, b * tv * dim + x, (float) gk[x]);
+            }
+        }
+        if (!dw.equals(MemorySegment.NULL)) {
+            for (int d = 0; d < dim; d++) {
+                dw.setAtIndex(F32, d, (float) gw[d]);
+            }
+        }
+        if (!dscalars.equals(MemorySegment.NULL)) {
+            dscalars.setAtIndex(F32, 0, (float) dInner);
+            dscalars.setAtIndex(F32, 1, (float) dOuter);
+        }
+    }
+
+    @Override
+    public void gateBackward(MemorySegment a, MemorySegment gate, MemorySegment dy, MemorySegment dz, long n) {
+        for (long i = 0; i < n; i++) {
+            float g = gate.getAtIndex(F32, i);
+            float d = dy.getAtIndex(F32, i);
+            dz.setAtIndex(F32, i, d * a.getAtIndex(F32, i) * g * (1 - g));
+            dy.setAtIndex(F32, i, d * g);
+        }
+    }
+
+    /**
+     * Plainly, per (batch, key/value head) group: every query row's probabilities
+     * recomputed in double ({@code lse} is not needed), then the chain rule; dk and dv of
+     * the group are summed in double over its query heads and written once.
+     */
+    @Override
+    public void flashAttentionBackward(MemorySegment q, long ldq, long qOuter, long qInner,
+                                       MemorySegment k, long ldk, long kOuter, long kInner,
+                                       MemorySegment v, long ldv, long vOuter, long vInner,
+                                       MemorySegment o, MemorySegment dout, long ldo, long oOuter, long oInner,
+                                       MemorySegment dq, MemorySegment dk, MemorySegment dv,
+                                       long batchHeads, long inner, long kvRepeat, long tq, long tk, long d,
+                                       long dvDim, float scale, MemorySegment colMask, long colMaskDiv,
+                                       boolean causal, MemorySegment lse, int threads) {
+        boolean hasMask = !colMask.equals(MemorySegment.NULL);
+        int keys = Math.toIntExact(tk);
+        int hd = Math.toIntExact(d);
+        int hv = Math.toIntExact(dvDim);
+        double[] logits = new double[keys];
+        boolean[] keptJ = new boolean[keys];
+        double[] probs = new double[keys];
+        double[] dS = new double[keys];
+        for (long group = 0; group < batchHeads / kvRepeat; group++) {
+            long bh0 = group * kvRepeat;
+            long o0 = bh0 / inner;
+            long g0 = (bh0 % inner) / kvRepeat;
+            long kBase = o0 * kOuter + g0 * kInner;
+            long vBase = o0 * vOuter + g0 * vInner;
+            double[] gk = new double[keys * hd];
+            double[] gv = new double[keys * hv];
+            for (long bh = bh0; bh < bh0 + kvRepeat; bh++) {
+                long ob = bh / inner;
+                long h = bh % inner;
+                long qBase = ob * qOuter + h * qInner;
+                long oBase = ob * oOuter + h * oInner;
+                for (long i = 0; i < tq; i++) {
+                    double max = Double.NEGATIVE_INFINITY;
+                    boolean any = false;
+                    for (int j = 0; j < keys; j++) {
+                        double dot = 0;
+                        for (int p = 0; p < hd; p++) {
+                            dot += (double) q.getAtIndex(F32, qBase + i * ldq + p) * k.getAtIndex(F32, kBase + j * ldk + p);
+                        }
+                        logits[j] = scale * dot;
+                        keptJ[j] = (!hasMask || colMask.get(ValueLayout.JAVA_BYTE, (bh / colMaskDiv) * tk + j) != 0)
+                                && (!causal || j <= i);
+                        if (keptJ[j]) {
+                            any = true;
+                            max = Math.max(max, logits[j]);
+                        }
+                    }
+                    double sum = 0;
+                    for (int j = 0; j < keys; j++) {
+                        sum += keptJ[j] ? Math.exp(logits[j] - max) : 0;
+                    }
+                    double rowDot = 0; // D_i = do_i . o_i
+                    for (int c = 0; c < hv; c++) {
+                        rowDot += (double) dout.getAtIndex(F32, oBase + i * ldo + c) * o.getAtIndex(F32, oBase + i * ldo + c);
+                    }
+                    for (int j = 0; j < keys; j++) {
+                        probs[j] = any ? (keptJ[j] ? Math.exp(logits[j] - max) / sum : 0) : 1.0 / keys;
+                        double dp = 0;
+                        for (int c = 0; c < hv; c++) {
+                            double g = dout.getAtIndex(F32, oBase + i * ldo + c);
+                            gv[j * hv + c] += probs[j] * g;
+                            dp += g * v.getAtIndex(F32, vBase + j * ldv + c);
+                        }
+                        dS[j] = any && keptJ[j] ? probs[j] * (dp - rowDot) : 0;
+                    }
+                    for (int p = 0; p < hd; p++) {
+                        double acc = 0;
+                        for (int j = 0; j < keys; j++) {
+                            acc += dS[j] * k.getAtIndex(F32, kBase + j * ldk + p);
+                            gk[j * hd + p] += scale * dS[j] * q.getAtIndex(F32, qBase + i * ldq + p);
+                        }
+                        dq.setAtIndex(F32, qBase + i * ldq + p, (float) (scale * acc));
+                    }
+                }
+            }
+            for (int j = 0; j < keys; j++) {
+                for (int p = 0; p < hd; p++) {
+                    dk.setAtIndex(F32, kBase + j * ldk + p, (float) gk[j * hd + p]);
+                }
+                for (int c = 0; c < hv; c++) {
+                    dv.setAtIndex(F32, vBase + j * ldv + c, (float) gv[j * hv + c]);
+                }
+            }
+        }
+    }
+
     /**
      * Plainly, row by row: the logits in double, the softmax over the kept keys in
      * double, a row that keeps no key the mean of every value row (Keras's
@@ -113,9 +292,10 @@ public final class ReferenceBackend implements Backend {
                                MemorySegment out, long ldo, long oOuter, long oInner,
                                long batchHeads, long inner, long kvRepeat, long tq, long tk, long d, long dv,
                                float scale, MemorySegment qBias, MemorySegment colMask, long colMaskDiv,
-                               boolean causal, int threads) {
+                               boolean causal, MemorySegment lse, int threads) {
         boolean hasMask = !colMask.equals(MemorySegment.NULL);
         boolean hasBias = !qBias.equals(MemorySegment.NULL);
+        boolean hasLse = !lse.equals(MemorySegment.NULL);
         int keys = Math.toIntExact(tk);
         double[] logits = new double[keys];
         boolean[] kept = new boolean[keys];
@@ -151,6 +331,9 @@ public final class ReferenceBackend implements Backend {
                 for (int j = 0; j < keys; j++) {
                     sum += kept[j] ? Math.exp(logits[j] - max) : 0;
                 }
+                if (hasLse) {
+                    lse.setAtIndex(F32, bh * tq + i, any ? (float) (max + Math.log(sum)) : Float.POSITIVE_INFINITY);
+                }
                 java.util.Arrays.fill(acc, 0);
                 for (int j = 0; j < keys; j++) {
                     double p = any ? (kept[j] ? Math.exp(logits[j] - max) / sum : 0) : 1.0 / keys;
@@ -184,7 +367,8 @@ public final class ReferenceBackend implements Backend {
                         k.asSlice(4 * (b * kOuter + g * kInner + begin * ldk)), ldk, 0, 0,
                         v.asSlice(4 * (b * vOuter + g * vInner + begin * ldv)), ldv, 0, 0,
                         out.asSlice(4 * (b * oOuter + h * oInner)), dv, 0, 0,
-                        1, 1, 1, 1, end - begin, d, dv, scale, MemorySegment.NULL, MemorySegment.NULL, 1, false, 1);
+                        1, 1, 1, 1, end - begin, d, dv, scale, MemorySegment.NULL, MemorySegment.NULL, 1, false,
+                        MemorySegment.NULL, 1);
             }
         }
     }

@@ -115,12 +115,68 @@ public final class Kernels {
                                MemorySegment o, long ldo, long oOuter, long oInner,
                                long batchHeads, long inner, long kvRepeat, long tq, long tk, long d, long dv,
                                float scale, MemorySegment qBias, MemorySegment colMask, long colMaskDiv,
-                               boolean causal,
+                               boolean causal, MemorySegment lse,
                                MemorySegment workspace, int threads) {
-        check(Attn4jBindings.attn4j_flash_attention_f32(q, ldq, qOuter, qInner, k, ldk, kOuter, kInner,
-                v, ldv, vOuter, vInner, o, ldo, oOuter, oInner, batchHeads, inner, kvRepeat, tq, tk, d, dv,
-                scale, qBias, colMask, colMaskDiv, causal ? 1 : 0, workspace, workspace.byteSize(), threads),
-                "attn4j_flash_attention_f32");
+        if (lse.equals(MemorySegment.NULL)) {
+            check(Attn4jBindings.attn4j_flash_attention_f32(q, ldq, qOuter, qInner, k, ldk, kOuter, kInner,
+                    v, ldv, vOuter, vInner, o, ldo, oOuter, oInner, batchHeads, inner, kvRepeat, tq, tk, d, dv,
+                    scale, qBias, colMask, colMaskDiv, causal ? 1 : 0, workspace, workspace.byteSize(), threads),
+                    "attn4j_flash_attention_f32");
+        } else {
+            check(Attn4jBindings.attn4j_flash_attention_lse_f32(q, ldq, qOuter, qInner, k, ldk, kOuter, kInner,
+                    v, ldv, vOuter, vInner, o, ldo, oOuter, oInner, batchHeads, inner, kvRepeat, tq, tk, d, dv,
+                    scale, qBias, colMask, colMaskDiv, causal ? 1 : 0, lse, workspace, workspace.byteSize(),
+                    threads), "attn4j_flash_attention_lse_f32");
+        }
+    }
+
+    /** {@code attn4j_flash_backward_workspace_bytes}: the workspace of {@link #flashAttentionBackward}. */
+    public long flashBackwardWorkspaceBytes(long tq, long tk, long d, long dv, int threads) {
+        long bytes = Attn4jBindings.attn4j_flash_backward_workspace_bytes(tq, tk, d, dv, threads);
+        if (bytes < 0) {
+            throw new IllegalStateException("attn4j_flash_backward_workspace_bytes(" + tq + ", " + tk + ", " + d
+                    + ", " + dv + ", " + threads + ") returned " + bytes + ": the Java side passed arguments "
+                    + "outside the native contract; this is a bug in attn4j");
+        }
+        return bytes;
+    }
+
+    /** {@code attn4j_flash_attention_backward_f32}; see attn4j.h. */
+    public void flashAttentionBackward(MemorySegment q, long ldq, long qOuter, long qInner,
+                                       MemorySegment k, long ldk, long kOuter, long kInner,
+                                       MemorySegment v, long ldv, long vOuter, long vInner,
+                                       MemorySegment o, MemorySegment dout, long ldo, long oOuter, long oInner,
+                                       MemorySegment dq, MemorySegment dk, MemorySegment dv,
+                                       long batchHeads, long inner, long kvRepeat, long tq, long tk, long d,
+                                       long dvDim, float scale, MemorySegment colMask, long colMaskDiv,
+                                       boolean causal, MemorySegment lse, MemorySegment workspace, int threads) {
+        check(Attn4jBindings.attn4j_flash_attention_backward_f32(q, ldq, qOuter, qInner, k, ldk, kOuter, kInner,
+                v, ldv, vOuter, vInner, o, dout, ldo, oOuter, oInner, dq, dk, dv, batchHeads, inner, kvRepeat,
+                tq, tk, d, dvDim, scale, colMask, colMaskDiv, causal ? 1 : 0, lse, workspace,
+                workspace.byteSize(), threads), "attn4j_flash_attention_backward_f32");
+    }
+
+    /** {@code attn4j_softmax_backward_f32}; see attn4j.h. */
+    public void softmaxBackward(MemorySegment p, MemorySegment dp, long batch, long tq, long tv, float scale,
+                                MemorySegment mask, long maskBatchStride, long maskRowStride, long maskBatchDiv,
+                                MemorySegment rowMask, MemorySegment colMask, long padBatchDiv,
+                                boolean causal, long window, int convention) {
+        check(Attn4jBindings.attn4j_softmax_backward_f32(p, dp, batch, tq, tv, scale, mask, maskBatchStride,
+                maskRowStride, maskBatchDiv, rowMask, colMask, padBatchDiv, causal ? 1 : 0, window, convention),
+                "attn4j_softmax_backward_f32");
+    }
+
+    /** {@code attn4j_tanh_scores_backward_f32}; see attn4j.h. */
+    public void tanhScoresBackward(MemorySegment q, MemorySegment k, MemorySegment ds, MemorySegment dq,
+                                   MemorySegment dk, MemorySegment dw, MemorySegment dscalars, long batch, long tq,
+                                   long tv, long dim, MemorySegment weights, float inner, float outer) {
+        check(Attn4jBindings.attn4j_tanh_scores_backward_f32(q, k, ds, dq, dk, dw, dscalars, batch, tq, tv, dim,
+                weights, inner, outer), "attn4j_tanh_scores_backward_f32");
+    }
+
+    /** {@code attn4j_gate_backward_f32}; see attn4j.h. */
+    public void gateBackward(MemorySegment a, MemorySegment gate, MemorySegment dy, MemorySegment dz, long n) {
+        check(Attn4jBindings.attn4j_gate_backward_f32(a, gate, dy, dz, n), "attn4j_gate_backward_f32");
     }
 
     /** {@code attn4j_decode_workspace_bytes}: the workspace of one decode-attention call. */

@@ -963,6 +963,467 @@ public class Attn4jBindings extends Attn4jBindings$shared {
         }
     }
 
+    private static class attn4j_softmax_backward_f32 {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            Attn4jBindings.C_INT,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_FLOAT,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_INT,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("attn4j_softmax_backward_f32");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int attn4j_softmax_backward_f32(const float *p, float *dp, int64_t batch, int64_t tq, int64_t tv, float scale, const uint8_t *mask, int64_t mask_batch_stride, int64_t mask_row_stride, int64_t mask_batch_div, const uint8_t *row_mask, const uint8_t *col_mask, int64_t pad_batch_div, int32_t causal, int64_t window, int32_t convention)
+     * }
+     */
+    public static FunctionDescriptor attn4j_softmax_backward_f32$descriptor() {
+        return attn4j_softmax_backward_f32.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int attn4j_softmax_backward_f32(const float *p, float *dp, int64_t batch, int64_t tq, int64_t tv, float scale, const uint8_t *mask, int64_t mask_batch_stride, int64_t mask_row_stride, int64_t mask_batch_div, const uint8_t *row_mask, const uint8_t *col_mask, int64_t pad_batch_div, int32_t causal, int64_t window, int32_t convention)
+     * }
+     */
+    public static MethodHandle attn4j_softmax_backward_f32$handle() {
+        return attn4j_softmax_backward_f32.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int attn4j_softmax_backward_f32(const float *p, float *dp, int64_t batch, int64_t tq, int64_t tv, float scale, const uint8_t *mask, int64_t mask_batch_stride, int64_t mask_row_stride, int64_t mask_batch_div, const uint8_t *row_mask, const uint8_t *col_mask, int64_t pad_batch_div, int32_t causal, int64_t window, int32_t convention)
+     * }
+     */
+    public static MemorySegment attn4j_softmax_backward_f32$address() {
+        return attn4j_softmax_backward_f32.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int attn4j_softmax_backward_f32(const float *p, float *dp, int64_t batch, int64_t tq, int64_t tv, float scale, const uint8_t *mask, int64_t mask_batch_stride, int64_t mask_row_stride, int64_t mask_batch_div, const uint8_t *row_mask, const uint8_t *col_mask, int64_t pad_batch_div, int32_t causal, int64_t window, int32_t convention)
+     * }
+     */
+    public static int attn4j_softmax_backward_f32(MemorySegment p, MemorySegment dp, long batch, long tq, long tv, float scale, MemorySegment mask, long mask_batch_stride, long mask_row_stride, long mask_batch_div, MemorySegment row_mask, MemorySegment col_mask, long pad_batch_div, int causal, long window, int convention) {
+        var mh$ = attn4j_softmax_backward_f32.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("attn4j_softmax_backward_f32", p, dp, batch, tq, tv, scale, mask, mask_batch_stride, mask_row_stride, mask_batch_div, row_mask, col_mask, pad_batch_div, causal, window, convention);
+            }
+            return (int)mh$.invokeExact(p, dp, batch, tq, tv, scale, mask, mask_batch_stride, mask_row_stride, mask_batch_div, row_mask, col_mask, pad_batch_div, causal, window, convention);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class attn4j_tanh_scores_backward_f32 {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            Attn4jBindings.C_INT,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_FLOAT,
+            Attn4jBindings.C_FLOAT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("attn4j_tanh_scores_backward_f32");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int attn4j_tanh_scores_backward_f32(const float *q, const float *k, const float *ds, float *dq, float *dk, float *dw, float *dscalars, int64_t batch, int64_t tq, int64_t tv, int64_t dim, const float *weights, float inner, float outer)
+     * }
+     */
+    public static FunctionDescriptor attn4j_tanh_scores_backward_f32$descriptor() {
+        return attn4j_tanh_scores_backward_f32.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int attn4j_tanh_scores_backward_f32(const float *q, const float *k, const float *ds, float *dq, float *dk, float *dw, float *dscalars, int64_t batch, int64_t tq, int64_t tv, int64_t dim, const float *weights, float inner, float outer)
+     * }
+     */
+    public static MethodHandle attn4j_tanh_scores_backward_f32$handle() {
+        return attn4j_tanh_scores_backward_f32.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int attn4j_tanh_scores_backward_f32(const float *q, const float *k, const float *ds, float *dq, float *dk, float *dw, float *dscalars, int64_t batch, int64_t tq, int64_t tv, int64_t dim, const float *weights, float inner, float outer)
+     * }
+     */
+    public static MemorySegment attn4j_tanh_scores_backward_f32$address() {
+        return attn4j_tanh_scores_backward_f32.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int attn4j_tanh_scores_backward_f32(const float *q, const float *k, const float *ds, float *dq, float *dk, float *dw, float *dscalars, int64_t batch, int64_t tq, int64_t tv, int64_t dim, const float *weights, float inner, float outer)
+     * }
+     */
+    public static int attn4j_tanh_scores_backward_f32(MemorySegment q, MemorySegment k, MemorySegment ds, MemorySegment dq, MemorySegment dk, MemorySegment dw, MemorySegment dscalars, long batch, long tq, long tv, long dim, MemorySegment weights, float inner, float outer) {
+        var mh$ = attn4j_tanh_scores_backward_f32.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("attn4j_tanh_scores_backward_f32", q, k, ds, dq, dk, dw, dscalars, batch, tq, tv, dim, weights, inner, outer);
+            }
+            return (int)mh$.invokeExact(q, k, ds, dq, dk, dw, dscalars, batch, tq, tv, dim, weights, inner, outer);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class attn4j_gate_backward_f32 {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            Attn4jBindings.C_INT,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("attn4j_gate_backward_f32");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int attn4j_gate_backward_f32(const float *a, const float *gate, float *dy, float *dz, int64_t n)
+     * }
+     */
+    public static FunctionDescriptor attn4j_gate_backward_f32$descriptor() {
+        return attn4j_gate_backward_f32.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int attn4j_gate_backward_f32(const float *a, const float *gate, float *dy, float *dz, int64_t n)
+     * }
+     */
+    public static MethodHandle attn4j_gate_backward_f32$handle() {
+        return attn4j_gate_backward_f32.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int attn4j_gate_backward_f32(const float *a, const float *gate, float *dy, float *dz, int64_t n)
+     * }
+     */
+    public static MemorySegment attn4j_gate_backward_f32$address() {
+        return attn4j_gate_backward_f32.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int attn4j_gate_backward_f32(const float *a, const float *gate, float *dy, float *dz, int64_t n)
+     * }
+     */
+    public static int attn4j_gate_backward_f32(MemorySegment a, MemorySegment gate, MemorySegment dy, MemorySegment dz, long n) {
+        var mh$ = attn4j_gate_backward_f32.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("attn4j_gate_backward_f32", a, gate, dy, dz, n);
+            }
+            return (int)mh$.invokeExact(a, gate, dy, dz, n);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class attn4j_flash_attention_lse_f32 {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            Attn4jBindings.C_INT,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_FLOAT,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_INT,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("attn4j_flash_attention_lse_f32");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int attn4j_flash_attention_lse_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner, const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner, const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner, float *o, int64_t ldo, int64_t o_outer, int64_t o_inner, int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq, int64_t tk, int64_t d, int64_t dv, float scale, const float *q_bias, const uint8_t *col_mask, int64_t col_mask_div, int32_t causal, float *lse, void *workspace, int64_t workspace_bytes, int32_t nthreads)
+     * }
+     */
+    public static FunctionDescriptor attn4j_flash_attention_lse_f32$descriptor() {
+        return attn4j_flash_attention_lse_f32.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int attn4j_flash_attention_lse_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner, const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner, const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner, float *o, int64_t ldo, int64_t o_outer, int64_t o_inner, int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq, int64_t tk, int64_t d, int64_t dv, float scale, const float *q_bias, const uint8_t *col_mask, int64_t col_mask_div, int32_t causal, float *lse, void *workspace, int64_t workspace_bytes, int32_t nthreads)
+     * }
+     */
+    public static MethodHandle attn4j_flash_attention_lse_f32$handle() {
+        return attn4j_flash_attention_lse_f32.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int attn4j_flash_attention_lse_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner, const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner, const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner, float *o, int64_t ldo, int64_t o_outer, int64_t o_inner, int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq, int64_t tk, int64_t d, int64_t dv, float scale, const float *q_bias, const uint8_t *col_mask, int64_t col_mask_div, int32_t causal, float *lse, void *workspace, int64_t workspace_bytes, int32_t nthreads)
+     * }
+     */
+    public static MemorySegment attn4j_flash_attention_lse_f32$address() {
+        return attn4j_flash_attention_lse_f32.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int attn4j_flash_attention_lse_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner, const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner, const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner, float *o, int64_t ldo, int64_t o_outer, int64_t o_inner, int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq, int64_t tk, int64_t d, int64_t dv, float scale, const float *q_bias, const uint8_t *col_mask, int64_t col_mask_div, int32_t causal, float *lse, void *workspace, int64_t workspace_bytes, int32_t nthreads)
+     * }
+     */
+    public static int attn4j_flash_attention_lse_f32(MemorySegment q, long ldq, long q_outer, long q_inner, MemorySegment k, long ldk, long k_outer, long k_inner, MemorySegment v, long ldv, long v_outer, long v_inner, MemorySegment o, long ldo, long o_outer, long o_inner, long batch_heads, long inner, long kv_repeat, long tq, long tk, long d, long dv, float scale, MemorySegment q_bias, MemorySegment col_mask, long col_mask_div, int causal, MemorySegment lse, MemorySegment workspace, long workspace_bytes, int nthreads) {
+        var mh$ = attn4j_flash_attention_lse_f32.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("attn4j_flash_attention_lse_f32", q, ldq, q_outer, q_inner, k, ldk, k_outer, k_inner, v, ldv, v_outer, v_inner, o, ldo, o_outer, o_inner, batch_heads, inner, kv_repeat, tq, tk, d, dv, scale, q_bias, col_mask, col_mask_div, causal, lse, workspace, workspace_bytes, nthreads);
+            }
+            return (int)mh$.invokeExact(q, ldq, q_outer, q_inner, k, ldk, k_outer, k_inner, v, ldv, v_outer, v_inner, o, ldo, o_outer, o_inner, batch_heads, inner, kv_repeat, tq, tk, d, dv, scale, q_bias, col_mask, col_mask_div, causal, lse, workspace, workspace_bytes, nthreads);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class attn4j_flash_attention_backward_f32 {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            Attn4jBindings.C_INT,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_FLOAT,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_INT,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("attn4j_flash_attention_backward_f32");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int attn4j_flash_attention_backward_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner, const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner, const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner, const float *o, const float *do_, int64_t ldo, int64_t o_outer, int64_t o_inner, float *dq, float *dk, float *dv, int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq, int64_t tk, int64_t d, int64_t dv_dim, float scale, const uint8_t *col_mask, int64_t col_mask_div, int32_t causal, const float *lse, void *workspace, int64_t workspace_bytes, int32_t nthreads)
+     * }
+     */
+    public static FunctionDescriptor attn4j_flash_attention_backward_f32$descriptor() {
+        return attn4j_flash_attention_backward_f32.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int attn4j_flash_attention_backward_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner, const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner, const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner, const float *o, const float *do_, int64_t ldo, int64_t o_outer, int64_t o_inner, float *dq, float *dk, float *dv, int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq, int64_t tk, int64_t d, int64_t dv_dim, float scale, const uint8_t *col_mask, int64_t col_mask_div, int32_t causal, const float *lse, void *workspace, int64_t workspace_bytes, int32_t nthreads)
+     * }
+     */
+    public static MethodHandle attn4j_flash_attention_backward_f32$handle() {
+        return attn4j_flash_attention_backward_f32.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int attn4j_flash_attention_backward_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner, const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner, const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner, const float *o, const float *do_, int64_t ldo, int64_t o_outer, int64_t o_inner, float *dq, float *dk, float *dv, int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq, int64_t tk, int64_t d, int64_t dv_dim, float scale, const uint8_t *col_mask, int64_t col_mask_div, int32_t causal, const float *lse, void *workspace, int64_t workspace_bytes, int32_t nthreads)
+     * }
+     */
+    public static MemorySegment attn4j_flash_attention_backward_f32$address() {
+        return attn4j_flash_attention_backward_f32.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int attn4j_flash_attention_backward_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner, const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner, const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner, const float *o, const float *do_, int64_t ldo, int64_t o_outer, int64_t o_inner, float *dq, float *dk, float *dv, int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq, int64_t tk, int64_t d, int64_t dv_dim, float scale, const uint8_t *col_mask, int64_t col_mask_div, int32_t causal, const float *lse, void *workspace, int64_t workspace_bytes, int32_t nthreads)
+     * }
+     */
+    public static int attn4j_flash_attention_backward_f32(MemorySegment q, long ldq, long q_outer, long q_inner, MemorySegment k, long ldk, long k_outer, long k_inner, MemorySegment v, long ldv, long v_outer, long v_inner, MemorySegment o, MemorySegment do_, long ldo, long o_outer, long o_inner, MemorySegment dq, MemorySegment dk, MemorySegment dv, long batch_heads, long inner, long kv_repeat, long tq, long tk, long d, long dv_dim, float scale, MemorySegment col_mask, long col_mask_div, int causal, MemorySegment lse, MemorySegment workspace, long workspace_bytes, int nthreads) {
+        var mh$ = attn4j_flash_attention_backward_f32.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("attn4j_flash_attention_backward_f32", q, ldq, q_outer, q_inner, k, ldk, k_outer, k_inner, v, ldv, v_outer, v_inner, o, do_, ldo, o_outer, o_inner, dq, dk, dv, batch_heads, inner, kv_repeat, tq, tk, d, dv_dim, scale, col_mask, col_mask_div, causal, lse, workspace, workspace_bytes, nthreads);
+            }
+            return (int)mh$.invokeExact(q, ldq, q_outer, q_inner, k, ldk, k_outer, k_inner, v, ldv, v_outer, v_inner, o, do_, ldo, o_outer, o_inner, dq, dk, dv, batch_heads, inner, kv_repeat, tq, tk, d, dv_dim, scale, col_mask, col_mask_div, causal, lse, workspace, workspace_bytes, nthreads);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class attn4j_flash_backward_workspace_bytes {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("attn4j_flash_backward_workspace_bytes");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int64_t attn4j_flash_backward_workspace_bytes(int64_t tq, int64_t tk, int64_t d, int64_t dv, int32_t nthreads)
+     * }
+     */
+    public static FunctionDescriptor attn4j_flash_backward_workspace_bytes$descriptor() {
+        return attn4j_flash_backward_workspace_bytes.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int64_t attn4j_flash_backward_workspace_bytes(int64_t tq, int64_t tk, int64_t d, int64_t dv, int32_t nthreads)
+     * }
+     */
+    public static MethodHandle attn4j_flash_backward_workspace_bytes$handle() {
+        return attn4j_flash_backward_workspace_bytes.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int64_t attn4j_flash_backward_workspace_bytes(int64_t tq, int64_t tk, int64_t d, int64_t dv, int32_t nthreads)
+     * }
+     */
+    public static MemorySegment attn4j_flash_backward_workspace_bytes$address() {
+        return attn4j_flash_backward_workspace_bytes.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int64_t attn4j_flash_backward_workspace_bytes(int64_t tq, int64_t tk, int64_t d, int64_t dv, int32_t nthreads)
+     * }
+     */
+    public static long attn4j_flash_backward_workspace_bytes(long tq, long tk, long d, long dv, int nthreads) {
+        var mh$ = attn4j_flash_backward_workspace_bytes.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("attn4j_flash_backward_workspace_bytes", tq, tk, d, dv, nthreads);
+            }
+            return (long)mh$.invokeExact(tq, tk, d, dv, nthreads);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class attn4j_version {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             Attn4jBindings.C_POINTER    );
