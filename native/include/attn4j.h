@@ -523,7 +523,11 @@ ATTN4J_API int64_t attn4j_decode_workspace_bytes(int64_t kv_repeat, int64_t tk, 
  * masked row (uniform under REPLACE, all zero under REPLACE_ZERO). Under
  * ATTN4J_MASK_SUBTRACT every position is kept (Keras's masked logit s - 1e9 has
  * derivative 1 in s), so a fully masked row passes its gradient on as if unmasked.
- * NaN and inf propagate through the formula as IEEE float32 arithmetic does.
+ * r sums over every column, masked ones too (their p is +0 under REPLACE_ZERO and
+ * in partly masked rows, so a finite g there adds nothing); the product is the
+ * float32 (scale * p) * (g - r). NaN and inf propagate through the formula as IEEE
+ * float32 arithmetic does (a NaN or inf g at any column of a row, masked or not,
+ * makes r, and so the row's kept entries, NaN or infinite); the +0 entries stay +0.
  *
  * Requirements: those of attn4j_masked_softmax_ex_f32 for the sizes, strides and
  * masks; p, dp != NULL; p must not overlap dp. Otherwise ATTN4J_EINVAL and dp is
@@ -551,6 +555,14 @@ ATTN4J_API int attn4j_softmax_backward_f32(const float *p, float *dp, int64_t ba
  *                   (both written; skipped when dscalars == NULL)
  *
  * Sums over more than dim terms are accumulated in double and rounded once.
+ * Evaluation: per term in float32, u exactly as the forward (its tanh, so results
+ * may differ between instruction sets in the last bits), 1 - u^2 as
+ * (1 - u) * (1 + u), and c = (ds[b, i, j] * outer) * (1 - u^2); the sums of c, of
+ * c * (q + k) and of ds * u are taken in double, and the factors constant over a
+ * sum (inner * w_d for dq and dk, w_d for dscalars, outer for dw) are applied to
+ * it in double before the one rounding to float.
+ * Cost: one tanh per term when tq <= 256 or tv <= 256, else two (one pass per
+ * side). Allocates nothing; uses up to 33 KiB of stack.
  * Requirements: q, k, ds, dq, dk != NULL; batch, tq, tv, dim >= 1; every tensor
  * within PTRDIFF_MAX bytes; the outputs do not overlap each other or the inputs.
  * Otherwise ATTN4J_EINVAL and nothing is written.
@@ -581,8 +593,13 @@ ATTN4J_API int attn4j_gate_backward_f32(const float *a, const float *gate, float
  *     lse[bh * tq + i] = max_j x_j + log(sum_{kept j} exp(x_j - max_j x_j))
  *
  * over the kept logits x_j = scale * qb[i] . k[j] as the forward computes them
- * (float32; the log of the float sum), and +INFINITY for a fully masked row.
- * lse holds batch_heads * tq floats and must not overlap any other argument.
+ * (float32: the forward's running max m and running sum l of its online softmax,
+ * lse = m + logf(l)), and +INFINITY for a fully masked row (also one whose kept
+ * logits are all -inf, which the forward treats as fully masked); a NaN row gives
+ * NaN. Writing it costs tq floats per head, nothing else changes.
+ * lse != NULL holds batch_heads * tq floats (within PTRDIFF_MAX bytes) and must
+ * not overlap any other argument. Otherwise, and under the requirements of
+ * attn4j_flash_attention_f32, ATTN4J_EINVAL and neither o nor lse is touched.
  */
 ATTN4J_API int attn4j_flash_attention_lse_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner,
                                               const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner,
@@ -612,20 +629,52 @@ ATTN4J_API int attn4j_flash_attention_lse_f32(const float *q, int64_t ldq, int64
  *     dS[i,j] = P[i, j] (do[i] . v[j] - D_i)      (+0 where masked)
  *     dq[i]   = scale * sum_j dS[i, j] k[j],   dk[j] = scale * sum_i dS[i, j] q[i]
  *
+ * P is recomputed from the forward's logits as exp(x_j - lse_i) (the forward's
+ * scores kernel, the same floats), D_i in double and rounded to float once, and dS
+ * is exactly +0 wherever the computed P is 0 (masked, or exp underflowed), even if
+ * do[i] . v[j] is not finite.
+ *
  * A fully masked row (uniform over all tk keys in the forward) gives dv[j] +=
- * do[i] / tk for every j and dS = 0 (its logits are constants). lse (NULL: the
- * kernel recomputes the statistics in a first pass over the keys) holds the
- * forward's attn4j_flash_attention_lse_f32 statistics, batch_heads * tq floats.
- * Work is split over nthreads threads by (batch, key/value head), so no two
- * threads write the same dk / dv rows; the result does not depend on nthreads.
+ * do[i] / tk for every j, dS = 0 (its logits are constants) and so dq[i] = +0:
+ * the do of a group's fully masked rows are summed in double, divided by tk and
+ * rounded once, then added to every dv row of the group. A row is fully masked
+ * exactly when its lse is +INFINITY.
+ *
+ * lse holds the forward's attn4j_flash_attention_lse_f32 statistics,
+ * batch_heads * tq floats. With lse NULL the kernel recomputes them in a first
+ * pass over the keys of each query block (one more Q K^T product, ~20% more time)
+ * with the forward's own kernels and blocks: the result is then bit for bit the
+ * one with the statistics attn4j_flash_attention_lse_f32 wrote for the same
+ * inputs on the same instruction set (q here being the forward's biased queries
+ * fl(q + q_bias)).
+ *
+ * Cost: 2 * batch_heads * tq * tk * (3 d + 2 dv) flops (causal with tq = tk: about
+ * half), 2.5x the forward's; one thread on 256 x 256 x 64 heads measured 2.2x
+ * the forward's time (AVX-512). Accuracy: float32 products and sums (fused
+ * multiply-adds on the vector paths) over d, dv, tk (dq) and the group's
+ * kv_repeat * tq rows (dk, dv); test/test_flash_backward.c states and checks the
+ * resulting bound. The instruction set changes results in the last bits.
+ *
+ * Threads: work items are (batch, key/value head) groups, each computed by one
+ * thread in a fixed order (zeroing its dk, dv, then every head and query block),
+ * so no two threads write the same float and the result does not depend on
+ * nthreads. The calling thread and up to nthreads - 1 POSIX threads created for
+ * the call share them, at most one per group and only as many as the work pays
+ * for (~8 Mflop each), as in attn4j_flash_attention_f32.
  *
  * Workspace: at least attn4j_flash_backward_workspace_bytes(tq, tk, d, dv,
- * nthreads) bytes, not overlapping anything else. Requirements as for
- * attn4j_flash_attention_f32 (with dq, dk, dv in place of o). dq, dk and dv must
- * not overlap q, k, v, o, do_, lse or the workspace; they may share one buffer
- * when the elements they address are disjoint (e.g. the column blocks of a packed
- * (rows, N H + K H + K Hv) matrix: the caller's duty, not checked). Otherwise
- * ATTN4J_EINVAL and nothing is written.
+ * nthreads) bytes (any alignment), not overlapping anything else. Requirements as
+ * for attn4j_flash_attention_f32 (with dq, dk, dv in place of o), and: do_ != NULL;
+ * the problems' gradients must not share floats, so a zero q_outer, k_outer or
+ * v_outer with batch_heads > inner, a zero q_inner with inner > 1 and a zero
+ * k_inner or v_inner with inner > kv_repeat (broadcasts the forward accepts) are
+ * refused; lse NULL or batch_heads * tq floats within PTRDIFF_MAX bytes. dq, dk
+ * and dv must not overlap q, k, v, o, do_, lse or the workspace, nor each other's
+ * addressed elements; they may share one buffer when the elements they address
+ * are disjoint (e.g. the column blocks of a packed (rows, N H + K H + K Hv)
+ * matrix: the caller's duty, not checked); nothing outside them is written.
+ * q, k, v, o, do_, lse and col_mask may alias each other (they are only read).
+ * Otherwise ATTN4J_EINVAL and nothing is written.
  */
 ATTN4J_API int attn4j_flash_attention_backward_f32(
         const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner,
@@ -637,8 +686,19 @@ ATTN4J_API int attn4j_flash_attention_backward_f32(
         float scale, const uint8_t *col_mask, int64_t col_mask_div, int32_t causal, const float *lse,
         void *workspace, int64_t workspace_bytes, int32_t nthreads);
 
-/* The workspace attn4j_flash_attention_backward_f32 needs; ATTN4J_EINVAL (negative) for
- * sizes < 1 or nthreads outside [1, 1024]. */
+/*
+ * attn4j_flash_backward_workspace_bytes: the bytes of `workspace` that
+ * attn4j_flash_attention_backward_f32 needs for these sizes and thread count: per
+ * thread, for blocks of BR query rows (64 when tq >= 64, else 32, as the forward):
+ * q^T and dQ^T (d x BR floats each), do^T (dv x BR), the block's q and do rows
+ * padded to a multiple of 16 floats (BR x d', BR x dv'), two 64 x BR blocks (P,
+ * dS), six BR-float vectors and dv doubles, each 64-byte aligned; plus 64 bytes.
+ * It does not grow with tk, nor with tq beyond 64: for d = dv = 64 it is 116,736
+ * bytes per thread + 64.
+ *
+ * Returns ATTN4J_EINVAL (negative) unless tq, tk, d, dv >= 1 and
+ * 1 <= nthreads <= 1024 and the size fits an int64_t.
+ */
 ATTN4J_API int64_t attn4j_flash_backward_workspace_bytes(int64_t tq, int64_t tk, int64_t d, int64_t dv,
                                                          int32_t nthreads);
 

@@ -1,18 +1,20 @@
 /*
- * flash.c - attn4j_flash_attention_f32 and attn4j_flash_workspace_bytes: argument
- * checks, the workspace plan, the split of the work over threads, the loop over
- * query and key blocks, and the scalar block kernels (the reference the vector
- * kernels follow, and the path for CPUs without AVX2). The tiling is described in
- * flash.h.
+ * flash.c - attn4j_flash_attention_f32, attn4j_flash_attention_lse_f32 and
+ * attn4j_flash_workspace_bytes: argument checks, the workspace plan, the split of
+ * the work over threads, the loop over query and key blocks, and the scalar block
+ * kernels (the reference the vector kernels follow, and the path for CPUs without
+ * AVX2). The tiling is described in flash.h.
  *
  * Work items are (batch-head, query block) pairs. One thread takes them in order;
  * with nthreads > 1 the calling thread and nthreads - 1 threads created for the
  * call take them from a shared atomic counter (causal blocks differ in cost, so a
  * static split would leave threads idle), each in its own slice of the workspace.
- * Threads are created per call, not kept in a pool: the library keeps no state
- * between calls (attn4j.h), and creating and joining a thread measured 17-27 us
- * here, under 1% of a call that is worth splitting; smaller calls
- * (< ATTN4J_FLASH_MIN_FLOPS_PER_THREAD per thread) run on fewer threads.
+ * Calls smaller than ATTN4J_FLASH_MIN_FLOPS_PER_THREAD per thread run on fewer
+ * threads (attn4j_flash_thread_count, shared with flash_backward.c).
+ *
+ * The statistics of attn4j_flash_attention_lse_f32 come from the state the online
+ * softmax ends a row with (m, l), so writing them costs nq floats per block and
+ * changes nothing else: the same call with lse == NULL is the plain forward.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -27,25 +29,9 @@
 #include "internal.h"
 
 #define BC ATTN4J_FLASH_BC
-
-/* A thread is only worth its creation (~20 us) for at least this much work
- * (~100 us at the ~70 GFLOP/s one core reaches). */
-#define ATTN4J_FLASH_MIN_FLOPS_PER_THREAD 8.0e6
-/* Bounds the thread-handle array on the stack; far above any core count the
- * thread setting of the Java side makes sense for. */
-#define ATTN4J_FLASH_MAX_THREADS 1024
-/* The workspace regions are 64-byte aligned (one cache line: no false sharing
- * between threads). */
-#define ALIGN 64
+#define ALIGN ATTN4J_FLASH_ALIGN
 
 /* ---- Scalar kernels (see flash.h) ---------------------------------------------------- */
-
-/* expf below -104 is +0 anyway, and expf would pay an underflow (errno, a
- * microcode assist) for every masked score. expf(NaN) is NaN. */
-static float exp_clamped(float x)
-{
-    return x < ATTN4J_EXP_LO ? 0.0f : expf(x);
-}
 
 static void flash_scores_scalar(const float *k, int64_t ldk, int64_t nk, const float *qt, int64_t d, float *st,
                                 int64_t br)
@@ -76,11 +62,11 @@ static void flash_softmax_scalar(float *st, int64_t nk, const uint8_t *key_ok, i
             mx = *s > mx ? *s : mx;
         }
         const float mu = mx == -INFINITY ? 0.0f : mx;
-        const float a = exp_clamped(m[ln] - mu);
+        const float a = attn4j_flash_exp_clamped(m[ln] - mu);
         float sum = 0.0f;
         for (int64_t j = 0; j < nk; ++j) {
             float *s = st + j * br + ln;
-            *s = exp_clamped(*s - mu);
+            *s = attn4j_flash_exp_clamped(*s - mu);
             sum += *s;
         }
         l[ln] = a * l[ln] + sum;
@@ -128,7 +114,7 @@ static void flash_store_scalar(const float *ot, int64_t dv, const float *l, int6
     }
 }
 
-static struct attn4j_flash_kernels select_kernels(void)
+struct attn4j_flash_kernels attn4j_flash_select_kernels(void)
 {
     struct attn4j_flash_kernels kn = {flash_pack_scalar, flash_scores_scalar, flash_softmax_scalar,
                                       flash_pv_scalar, flash_store_scalar};
@@ -157,11 +143,6 @@ static struct attn4j_flash_kernels select_kernels(void)
 
 /* ---- Workspace plan -------------------------------------------------------------------- */
 
-static int64_t round_up(int64_t bytes)
-{
-    return (bytes + ALIGN - 1) / ALIGN * ALIGN;
-}
-
 /* Bytes of one thread's slice for blocks of br rows: qt, st, ot, m, l, alpha and
  * the mean of v (dv floats), each region 64-byte aligned; -1 when d or dv is so
  * large it does not fit. */
@@ -170,8 +151,8 @@ static int64_t slice_bytes(int64_t d, int64_t dv, int64_t br)
     const int64_t lim = (INT64_MAX / 4 - 16 * ALIGN) / (int64_t)sizeof(float) / br;
     if (d > lim || dv > lim || d + dv > lim - BC)
         return -1;
-    return round_up(d * br * 4) + round_up(BC * br * 4) + round_up(dv * br * 4) + 3 * round_up(br * 4) +
-           round_up(dv * 4);
+    return attn4j_flash_round_up(d * br * 4) + attn4j_flash_round_up(BC * br * 4) +
+           attn4j_flash_round_up(dv * br * 4) + 3 * attn4j_flash_round_up(br * 4) + attn4j_flash_round_up(dv * 4);
 }
 
 ATTN4J_API int64_t attn4j_flash_workspace_bytes(int64_t tq, int64_t tk, int64_t d, int64_t dv, int32_t nthreads)
@@ -197,6 +178,7 @@ struct flash_call {
     const uint8_t *col_mask;
     int64_t col_mask_div;
     int32_t causal;
+    float *lse; /* NULL, or batch_heads * tq floats */
     struct attn4j_flash_kernels kn;
     int64_t br; /* query rows per block, attn4j_flash_block_rows(tq) */
     int64_t n_qblocks, n_items;
@@ -216,17 +198,17 @@ static struct flash_slice carve(const struct flash_call *c, int64_t t)
     char *p = c->workspace + t * c->slice;
     struct flash_slice s;
     s.qt = (float *)(void *)p;
-    p += round_up(c->d * c->br * 4);
+    p += attn4j_flash_round_up(c->d * c->br * 4);
     s.st = (float *)(void *)p;
-    p += round_up(BC * c->br * 4);
+    p += attn4j_flash_round_up(BC * c->br * 4);
     s.ot = (float *)(void *)p;
-    p += round_up(c->dv * c->br * 4);
+    p += attn4j_flash_round_up(c->dv * c->br * 4);
     s.m = (float *)(void *)p;
-    p += round_up(c->br * 4);
+    p += attn4j_flash_round_up(c->br * 4);
     s.l = (float *)(void *)p;
-    p += round_up(c->br * 4);
+    p += attn4j_flash_round_up(c->br * 4);
     s.alpha = (float *)(void *)p;
-    p += round_up(c->br * 4);
+    p += attn4j_flash_round_up(c->br * 4);
     s.mean = (float *)(void *)p;
     s.mean_of = -1;
     return s;
@@ -243,14 +225,6 @@ static void value_mean(const float *v, int64_t ldv, int64_t tk, int64_t dv, floa
             sum += v[j * ldv + c];
         mean[c] = (float)(sum / (double)tk);
     }
-}
-
-static int all_zero(const uint8_t *b, int64_t n)
-{
-    for (int64_t j = 0; j < n; ++j)
-        if (b[j] != 0)
-            return 0;
-    return 1;
 }
 
 static void run_item(const struct flash_call *c, struct flash_slice *s, int64_t item)
@@ -286,7 +260,7 @@ static void run_item(const struct flash_call *c, struct flash_slice *s, int64_t 
     for (int64_t j0 = 0; j0 < kend; j0 += BC) {
         const int64_t nk = kend - j0 < BC ? kend - j0 : BC;
         const uint8_t *ok = key_ok == NULL ? NULL : key_ok + j0;
-        if (ok != NULL && all_zero(ok, nk))
+        if (ok != NULL && attn4j_flash_all_zero(ok, nk))
             continue; /* keys padded out: no row of the block keeps any */
         c->kn.scores(k + j0 * c->ldk, c->ldk, nk, s->qt, c->d, s->st, br);
         /* The diagonal crosses the block when its last key is after its first query. */
@@ -298,6 +272,11 @@ static void run_item(const struct flash_call *c, struct flash_slice *s, int64_t 
 
     if (!first)
         c->kn.store(s->ot, c->dv, s->l, nq, o, c->ldo, br);
+    if (c->lse != NULL) {
+        float *lse = c->lse + bh * c->tq + i0;
+        for (int64_t ln = 0; ln < nq; ++ln)
+            lse[ln] = attn4j_flash_lse(s->m[ln], s->l[ln]);
+    }
     /* l == 0 exactly when the row kept no key (a kept key contributes
      * exp(m - m) = 1; a NaN l is not 0, the row stays NaN): such rows, which
      * store() filled with inf or NaN, are the mean of v. */
@@ -313,54 +292,110 @@ static void run_item(const struct flash_call *c, struct flash_slice *s, int64_t 
     }
 }
 
-struct flash_worker {
-    struct flash_call *call;
-    int64_t index;
-};
-
-static void *worker_main(void *arg)
+static void worker_main(void *arg, int64_t t)
 {
-    struct flash_worker *w = arg;
-    struct flash_call *c = w->call;
-    struct flash_slice s = carve(c, w->index);
+    struct flash_call *c = arg;
+    struct flash_slice s = carve(c, t);
     for (;;) {
         const int64_t item = (int64_t)atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
         if (item >= c->n_items)
             break;
         run_item(c, &s, item);
     }
+}
+
+/* ---- Threads (flash.h) ------------------------------------------------------------------ */
+
+int64_t attn4j_flash_thread_count(int32_t nthreads, int64_t n_items, double flops)
+{
+    int64_t threads = nthreads;
+    if (threads > n_items)
+        threads = n_items;
+    if ((double)threads * ATTN4J_FLASH_MIN_FLOPS_PER_THREAD > flops) {
+        threads = (int64_t)(flops / ATTN4J_FLASH_MIN_FLOPS_PER_THREAD);
+        if (threads < 1)
+            threads = 1;
+    }
+    return threads;
+}
+
+struct flash_thread {
+    attn4j_flash_thread_fn fn;
+    void *ctx;
+    int64_t index;
+};
+
+static void *thread_main(void *arg)
+{
+    const struct flash_thread *th = arg;
+    th->fn(th->ctx, th->index);
     return NULL;
 }
 
-ATTN4J_API int attn4j_flash_attention_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner,
-                                          const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner,
-                                          const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner,
-                                          float *o, int64_t ldo, int64_t o_outer, int64_t o_inner,
-                                          int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq,
-                                          int64_t tk, int64_t d, int64_t dv, float scale, const float *q_bias,
-                                          const uint8_t *col_mask, int64_t col_mask_div, int32_t causal,
-                                          void *workspace, int64_t workspace_bytes, int32_t nthreads)
+void attn4j_flash_run_threads(int64_t threads, attn4j_flash_thread_fn fn, void *ctx)
 {
-    if (q == NULL || k == NULL || v == NULL || o == NULL || workspace == NULL)
-        return ATTN4J_EINVAL;
+    pthread_t handles[ATTN4J_FLASH_MAX_THREADS];
+    struct flash_thread args[ATTN4J_FLASH_MAX_THREADS];
+    int64_t started = 0;
+    for (int64_t t = 1; t < threads && t < ATTN4J_FLASH_MAX_THREADS; ++t) {
+        args[started].fn = fn;
+        args[started].ctx = ctx;
+        args[started].index = t;
+        /* A thread that cannot be created leaves its share to the others: the
+         * caller's counter hands every item to whoever asks next. */
+        if (pthread_create(&handles[started], NULL, thread_main, &args[started]) != 0)
+            break;
+        ++started;
+    }
+    fn(ctx, 0);
+    for (int64_t t = 0; t < started; ++t)
+        pthread_join(handles[t], NULL);
+}
+
+/* ---- Entry points ------------------------------------------------------------------------ */
+
+int attn4j_flash_shape_ok(int64_t ldq, int64_t q_outer, int64_t q_inner, int64_t ldk, int64_t k_outer,
+                          int64_t k_inner, int64_t ldv, int64_t v_outer, int64_t v_inner, int64_t ldo,
+                          int64_t o_outer, int64_t o_inner, int64_t batch_heads, int64_t inner, int64_t kv_repeat,
+                          int64_t tq, int64_t tk, int64_t d, int64_t dv, const uint8_t *col_mask,
+                          int64_t col_mask_div, int32_t nthreads)
+{
     if (batch_heads < 1 || inner < 1 || kv_repeat < 1 || tq < 1 || tk < 1 || d < 1 || dv < 1 ||
         col_mask_div < 1 || nthreads < 1 || nthreads > ATTN4J_FLASH_MAX_THREADS)
-        return ATTN4J_EINVAL;
+        return 0;
     if (batch_heads % inner != 0 || inner % kv_repeat != 0)
-        return ATTN4J_EINVAL;
+        return 0;
     if (ldq < d || ldk < d || ldv < dv || ldo < dv || q_outer < 0 || q_inner < 0 || k_outer < 0 ||
         k_inner < 0 || v_outer < 0 || v_inner < 0 || o_outer < 0 || o_inner < 0)
-        return ATTN4J_EINVAL;
-    const int64_t need = attn4j_flash_workspace_bytes(tq, tk, d, dv, nthreads);
-    if (need < 0 || workspace_bytes < need)
-        return ATTN4J_EINVAL;
+        return 0;
     const int64_t n_outer = batch_heads / inner, n_kv = inner / kv_repeat;
     if (!attn4j_extent_ok(n_outer, q_outer, inner, q_inner, tq, ldq, d) ||
         !attn4j_extent_ok(n_outer, k_outer, n_kv, k_inner, tk, ldk, d) ||
         !attn4j_extent_ok(n_outer, v_outer, n_kv, v_inner, tk, ldv, dv) ||
         !attn4j_extent_ok(n_outer, o_outer, inner, o_inner, tq, ldo, dv))
-        return ATTN4J_EINVAL;
+        return 0;
     if (col_mask != NULL && (batch_heads - 1) / col_mask_div + 1 > PTRDIFF_MAX / tk)
+        return 0;
+    return 1;
+}
+
+/* attn4j_flash_attention_f32 (lse == NULL) and attn4j_flash_attention_lse_f32. */
+static int flash_forward(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner, const float *k, int64_t ldk,
+                         int64_t k_outer, int64_t k_inner, const float *v, int64_t ldv, int64_t v_outer,
+                         int64_t v_inner, float *o, int64_t ldo, int64_t o_outer, int64_t o_inner,
+                         int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq, int64_t tk, int64_t d,
+                         int64_t dv, float scale, const float *q_bias, const uint8_t *col_mask,
+                         int64_t col_mask_div, int32_t causal, float *lse, void *workspace,
+                         int64_t workspace_bytes, int32_t nthreads)
+{
+    if (q == NULL || k == NULL || v == NULL || o == NULL || workspace == NULL)
+        return ATTN4J_EINVAL;
+    if (!attn4j_flash_shape_ok(ldq, q_outer, q_inner, ldk, k_outer, k_inner, ldv, v_outer, v_inner, ldo, o_outer,
+                               o_inner, batch_heads, inner, kv_repeat, tq, tk, d, dv, col_mask, col_mask_div,
+                               nthreads))
+        return ATTN4J_EINVAL;
+    const int64_t need = attn4j_flash_workspace_bytes(tq, tk, d, dv, nthreads);
+    if (need < 0 || workspace_bytes < need)
         return ATTN4J_EINVAL;
     if (q_bias != NULL && inner > PTRDIFF_MAX / (int64_t)sizeof(float) / d)
         return ATTN4J_EINVAL;
@@ -393,7 +428,8 @@ ATTN4J_API int attn4j_flash_attention_f32(const float *q, int64_t ldq, int64_t q
     c.col_mask = col_mask;
     c.col_mask_div = col_mask_div;
     c.causal = causal != 0;
-    c.kn = select_kernels();
+    c.lse = lse;
+    c.kn = attn4j_flash_select_kernels();
     c.br = attn4j_flash_block_rows(tq);
     c.n_qblocks = (tq + c.br - 1) / c.br;
     c.n_items = batch_heads * c.n_qblocks;
@@ -406,38 +442,45 @@ ATTN4J_API int attn4j_flash_attention_f32(const float *q, int64_t ldq, int64_t q
     double flops = 2.0 * (double)batch_heads * (double)tq * (double)tk * (double)(d + dv);
     if (c.causal)
         flops *= 0.5;
-    int64_t threads = nthreads;
-    if (threads > c.n_items)
-        threads = c.n_items;
-    if ((double)threads * ATTN4J_FLASH_MIN_FLOPS_PER_THREAD > flops) {
-        threads = (int64_t)(flops / ATTN4J_FLASH_MIN_FLOPS_PER_THREAD);
-        if (threads < 1)
-            threads = 1;
-    }
-
+    const int64_t threads = attn4j_flash_thread_count(nthreads, c.n_items, flops);
     if (threads == 1) {
         struct flash_slice s = carve(&c, 0);
         for (int64_t item = 0; item < c.n_items; ++item)
             run_item(&c, &s, item);
         return ATTN4J_OK;
     }
-
-    pthread_t handles[ATTN4J_FLASH_MAX_THREADS];
-    struct flash_worker workers[ATTN4J_FLASH_MAX_THREADS];
-    int64_t started = 0;
-    for (int64_t t = 1; t < threads; ++t) {
-        workers[t].call = &c;
-        workers[t].index = t;
-        /* A thread that cannot be created leaves its share to the others: the
-         * counter hands every item to whoever asks next. */
-        if (pthread_create(&handles[started], NULL, worker_main, &workers[t]) != 0)
-            break;
-        ++started;
-    }
-    workers[0].call = &c;
-    workers[0].index = 0;
-    worker_main(&workers[0]);
-    for (int64_t t = 0; t < started; ++t)
-        pthread_join(handles[t], NULL);
+    attn4j_flash_run_threads(threads, worker_main, &c);
     return ATTN4J_OK;
+}
+
+ATTN4J_API int attn4j_flash_attention_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner,
+                                          const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner,
+                                          const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner,
+                                          float *o, int64_t ldo, int64_t o_outer, int64_t o_inner,
+                                          int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq,
+                                          int64_t tk, int64_t d, int64_t dv, float scale, const float *q_bias,
+                                          const uint8_t *col_mask, int64_t col_mask_div, int32_t causal,
+                                          void *workspace, int64_t workspace_bytes, int32_t nthreads)
+{
+    return flash_forward(q, ldq, q_outer, q_inner, k, ldk, k_outer, k_inner, v, ldv, v_outer, v_inner, o, ldo,
+                         o_outer, o_inner, batch_heads, inner, kv_repeat, tq, tk, d, dv, scale, q_bias, col_mask,
+                         col_mask_div, causal, NULL, workspace, workspace_bytes, nthreads);
+}
+
+ATTN4J_API int attn4j_flash_attention_lse_f32(const float *q, int64_t ldq, int64_t q_outer, int64_t q_inner,
+                                              const float *k, int64_t ldk, int64_t k_outer, int64_t k_inner,
+                                              const float *v, int64_t ldv, int64_t v_outer, int64_t v_inner,
+                                              float *o, int64_t ldo, int64_t o_outer, int64_t o_inner,
+                                              int64_t batch_heads, int64_t inner, int64_t kv_repeat, int64_t tq,
+                                              int64_t tk, int64_t d, int64_t dv, float scale, const float *q_bias,
+                                              const uint8_t *col_mask, int64_t col_mask_div, int32_t causal,
+                                              float *lse, void *workspace, int64_t workspace_bytes,
+                                              int32_t nthreads)
+{
+    /* batch_heads * tq floats; the sizes themselves are checked by flash_forward. */
+    if (lse == NULL || (batch_heads >= 1 && tq >= 1 && batch_heads > PTRDIFF_MAX / (int64_t)sizeof(float) / tq))
+        return ATTN4J_EINVAL;
+    return flash_forward(q, ldq, q_outer, q_inner, k, ldk, k_outer, k_inner, v, ldv, v_outer, v_inner, o, ldo,
+                         o_outer, o_inner, batch_heads, inner, kv_repeat, tq, tk, d, dv, scale, q_bias, col_mask,
+                         col_mask_div, causal, lse, workspace, workspace_bytes, nthreads);
 }

@@ -31,7 +31,9 @@
  *               (first block: no old ot; it is never read)
  *
  * and at the end o[i0 + l, c] = ot[c][l] * (1 / l[l]) (store_fn; flash.c puts the
- * mean of v in the rows that kept no key). qt is filled by pack_fn. Every array above is
+ * mean of v in the rows that kept no key, and for attn4j_flash_attention_lse_f32
+ * writes each row's m + log(l), attn4j_flash_lse). The backward pass
+ * (flash_backward.h) reuses these kernels. qt is filled by pack_fn. Every array above is
  * 64-byte aligned and BR floats per row, whatever the ISA, so the workspace size
  * is the same on every path.
  *
@@ -46,9 +48,11 @@
 #ifndef ATTN4J_FLASH_H
 #define ATTN4J_FLASH_H
 
+#include <math.h>
 #include <stdint.h>
 
 #include "attn4j.h"
+#include "internal.h"
 
 /* Query rows per block, the lanes of the packed layout: ATTN4J_FLASH_BR_SHORT for
  * fewer than ATTN4J_FLASH_BR_LONG queries, else ATTN4J_FLASH_BR_LONG (two or four
@@ -64,6 +68,44 @@ static inline int64_t attn4j_flash_block_rows(int64_t tq)
 /* Keys per block: st is BC x BR floats (8 or 16 KiB), small enough to stay in L1 with
  * qt and ot while the next block of k and v streams in. */
 #define ATTN4J_FLASH_BC 64
+
+/* Workspace regions are 64-byte aligned (one cache line: no false sharing between
+ * the slices of two threads). */
+#define ATTN4J_FLASH_ALIGN 64
+static inline int64_t attn4j_flash_round_up(int64_t bytes)
+{
+    return (bytes + ATTN4J_FLASH_ALIGN - 1) / ATTN4J_FLASH_ALIGN * ATTN4J_FLASH_ALIGN;
+}
+
+/* Bounds the thread-handle array on the stack; far above any core count the
+ * thread setting of the Java side makes sense for. */
+#define ATTN4J_FLASH_MAX_THREADS 1024
+
+/* The scalar kernels' exp: expf below -104 is +0 anyway, and expf would pay an
+ * underflow (errno, a microcode assist) for every masked score. expf(NaN) is NaN. */
+static inline float attn4j_flash_exp_clamped(float x)
+{
+    return x < ATTN4J_EXP_LO ? 0.0f : expf(x);
+}
+
+/* 1 when the n mask bytes are all 0: a key block no query keeps, skipped unread. */
+static inline int attn4j_flash_all_zero(const uint8_t *b, int64_t n)
+{
+    for (int64_t j = 0; j < n; ++j)
+        if (b[j] != 0)
+            return 0;
+    return 1;
+}
+
+/* The log-sum-exp of a row from the final online-softmax state (running max m,
+ * running sum l of exp(x - m)): m + log(l), and +inf for a row that kept no key
+ * (l == 0; a kept key contributes exp(m - m) = 1). NaN stays NaN. The forward
+ * (attn4j_flash_attention_lse_f32) and the backward (when it recomputes the
+ * statistics) both finish their rows with it, so the two agree bit for bit. */
+static inline float attn4j_flash_lse(float m, float l)
+{
+    return l == 0.0f ? INFINITY : m + logf(l);
+}
 
 /* st[j][l] = sum_{p < d} k[j * ldk + p] * qt[p * br + l], j < nk, l < br. */
 typedef void (*attn4j_flash_scores_fn)(const float *k, int64_t ldk, int64_t nk, const float *qt, int64_t d,
@@ -134,6 +176,42 @@ struct attn4j_flash_kernels {
     attn4j_flash_pv_fn pv;
     attn4j_flash_store_fn store;
 };
+
+/* The block kernels of the instruction set in use (flash.c); the backward pass
+ * (flash_backward.c) runs its scores, its output-like products and the
+ * recomputed statistics through the same ones. */
+struct attn4j_flash_kernels attn4j_flash_select_kernels(void);
+
+/* The checks of attn4j_flash_attention_f32 on everything but the pointers, the
+ * workspace and q_bias (flash.c): sizes, divisibility, strides, the spans of q, k,
+ * v, o (and of the backward's dq, dk, dv, addressed alike) within PTRDIFF_MAX
+ * bytes, the col_mask's too. 1 when they pass. */
+int attn4j_flash_shape_ok(int64_t ldq, int64_t q_outer, int64_t q_inner, int64_t ldk, int64_t k_outer,
+                          int64_t k_inner, int64_t ldv, int64_t v_outer, int64_t v_inner, int64_t ldo,
+                          int64_t o_outer, int64_t o_inner, int64_t batch_heads, int64_t inner, int64_t kv_repeat,
+                          int64_t tq, int64_t tk, int64_t d, int64_t dv, const uint8_t *col_mask,
+                          int64_t col_mask_div, int32_t nthreads);
+
+/* ---- Threads (flash.c), shared by the forward and the backward pass -------------------
+ *
+ * Threads are created per call, not kept in a pool: the library keeps no state
+ * between calls (attn4j.h), and creating and joining a thread measured 17-27 us
+ * here, under 1% of a call that is worth splitting. */
+
+/* A thread is only worth its creation (~20 us) for at least this much work
+ * (~100 us at the ~70 GFLOP/s one core reaches). */
+#define ATTN4J_FLASH_MIN_FLOPS_PER_THREAD 8.0e6
+
+/* The threads a call of `flops` with n_items independent work items runs on: at
+ * most nthreads and n_items, and only as many as the work pays for; >= 1. */
+int64_t attn4j_flash_thread_count(int32_t nthreads, int64_t n_items, double flops);
+
+/* Runs fn(ctx, t) for every t < threads: t = 0 on the calling thread, the others on
+ * POSIX threads created here and joined before it returns. A thread that cannot be
+ * created is skipped, so fn must take its work from a shared counter (the others
+ * then do that thread's share); t only selects the caller's slice of a workspace. */
+typedef void (*attn4j_flash_thread_fn)(void *ctx, int64_t t);
+void attn4j_flash_run_threads(int64_t threads, attn4j_flash_thread_fn fn, void *ctx);
 
 #if defined(ATTN4J_HAVE_X86)
 /* y[k] = exp(x[k]) for x[k] <= 0 with the softmax's exp (v8_exp_nonpos /

@@ -84,6 +84,90 @@ typedef float (*attn4j_softmax_row_fn)(float *x, const uint8_t *m1, const uint8_
 float attn4j_softmax_row_scalar(float *x, const uint8_t *m1, const uint8_t *m2, int64_t n, int64_t lo,
                                 int64_t hi, int64_t n_const, float scale, int32_t convention);
 
+/* ---- keep(b, i, j) of a softmax (softmax.c, backward.c) ---------------------------
+ *
+ * The mask arguments of attn4j_masked_softmax_ex_f32, read the same way by the
+ * forward and by attn4j_softmax_backward_f32: causality and the window keep a
+ * column range [lo, hi), a row padding byte of 0 keeps none, and inside the range
+ * the attention mask row (m1) and the column padding mask (m2) decide per column.
+ */
+struct attn4j_softmax_masks {
+    const uint8_t *mask;
+    int64_t mask_batch_stride, mask_row_stride, mask_batch_div;
+    const uint8_t *row_mask, *col_mask;
+    int64_t pad_batch_div;
+    int32_t causal;
+    int64_t window;
+};
+
+/* The argument checks of attn4j_masked_softmax_ex_f32 other than its pointer. */
+static inline int attn4j_softmax_args_ok(int64_t batch, int64_t tq, int64_t tv, const struct attn4j_softmax_masks *m,
+                                         int32_t convention)
+{
+    if (batch < 1 || tq < 1 || tv < 1 || m->mask_batch_stride < 0 || m->mask_row_stride < 0 ||
+        m->mask_batch_div < 1 || m->pad_batch_div < 1 || m->window < 0)
+        return 0;
+    if (convention != ATTN4J_MASK_SUBTRACT && convention != ATTN4J_MASK_REPLACE_ZERO &&
+        convention != ATTN4J_MASK_REPLACE)
+        return 0;
+    /* A (batch, tq, tv) no address space can hold: refuse it rather than let the
+     * row offsets overflow. */
+    return tq <= PTRDIFF_MAX / (int64_t)sizeof(float) / tv &&
+           batch <= PTRDIFF_MAX / (int64_t)sizeof(float) / tv / tq;
+}
+
+/* The mask bytes of score batch b (NULL where that mask is absent). */
+struct attn4j_softmax_batch {
+    const uint8_t *mask, *rows, *cols;
+};
+
+static inline struct attn4j_softmax_batch attn4j_softmax_batch_masks(const struct attn4j_softmax_masks *m,
+                                                                     int64_t tq, int64_t tv, int64_t b)
+{
+    /* Strides are only multiplied out for a mask that exists: with mask == NULL
+     * they may be anything >= 0. */
+    const int64_t pad_b = b / m->pad_batch_div;
+    struct attn4j_softmax_batch r;
+    r.mask = m->mask == NULL ? NULL : m->mask + (b / m->mask_batch_div) * m->mask_batch_stride;
+    r.rows = m->row_mask == NULL ? NULL : m->row_mask + pad_b * tq;
+    r.cols = m->col_mask == NULL ? NULL : m->col_mask + pad_b * tv;
+    return r;
+}
+
+/* Row i of a batch: column j is kept when lo <= j < hi && (m1 == NULL || m1[j] != 0)
+ * && (m2 == NULL || m2[j] != 0); m2 is set only with m1. A row that keeps no
+ * column at all has lo = hi = 0 and m1 = m2 = NULL, so it reads no mask byte. */
+struct attn4j_softmax_row_plan {
+    int64_t lo, hi;
+    const uint8_t *m1, *m2;
+};
+
+static inline struct attn4j_softmax_row_plan attn4j_softmax_plan_row(const struct attn4j_softmax_masks *m,
+                                                                     const struct attn4j_softmax_batch *bm,
+                                                                     int64_t tv, int64_t i)
+{
+    /* Causal (top-left: j <= i) and window (|i - j| < window) as a column range;
+     * written so that no sum can overflow for any window. */
+    struct attn4j_softmax_row_plan p = {0, tv, NULL, NULL};
+    if (m->causal && i + 1 < p.hi)
+        p.hi = i + 1;
+    if (m->window > 0) {
+        if (i >= m->window)
+            p.lo = i - m->window + 1;
+        if (m->window < p.hi - i)
+            p.hi = i + m->window;
+    }
+    if (p.lo >= p.hi || (bm->rows != NULL && bm->rows[i] == 0)) {
+        p.lo = p.hi = 0;
+        return p;
+    }
+    /* Pack the byte masks: m1 is the first present, m2 the second. */
+    const uint8_t *m_row = bm->mask == NULL ? NULL : bm->mask + i * m->mask_row_stride;
+    p.m1 = m_row != NULL ? m_row : bm->cols;
+    p.m2 = m_row != NULL ? bm->cols : NULL;
+    return p;
+}
+
 /* ---- Vector tanh constants (shared by the AVX2 and AVX-512 paths) -------------
  *
  * tanh is odd, so both paths work on a = |x| and put the sign of x back at the end
@@ -176,6 +260,65 @@ typedef void (*attn4j_bias_act_fn)(float *x, int64_t rows, int64_t cols, const f
 
 void attn4j_bias_act_scalar(float *x, int64_t rows, int64_t cols, const float *bias,
                             int32_t activation);
+
+/* ---- Backward passes (backward.c) -----------------------------------------------
+ *
+ * attn4j_softmax_backward_f32 takes two kernels per row, with the column range
+ * and the zeros outside it handled by backward.c:
+ *   dot:  sum_j a[j] * b[j] over n >= 0 columns, the exact products summed in
+ *         double (in an unspecified order);
+ *   grad: g[j] = keep(j) ? scale * p[j] * (g[j] - r) : +0 for j < n, n >= 1, as
+ *         float32 operations in that order (no FMA), keep(j) = (m1 == NULL ||
+ *         m1[j] != 0) && (m2 == NULL || m2[j] != 0) (m2 only with m1). The
+ *         vector kernels compute the same floats as the scalar one.
+ */
+typedef double (*attn4j_dot_f64_fn)(const float *a, const float *b, int64_t n);
+typedef void (*attn4j_softmax_grad_fn)(const float *p, float *g, int64_t n, float r, float scale,
+                                       const uint8_t *m1, const uint8_t *m2);
+
+double attn4j_dot_f64_scalar(const float *a, const float *b, int64_t n);
+void attn4j_softmax_grad_scalar(const float *p, float *g, int64_t n, float r, float scale, const uint8_t *m1,
+                                const uint8_t *m2);
+
+/*
+ * attn4j_tanh_scores_backward_f32 works on ATTN4J_TB_LANES consecutive d at a
+ * time (lanes l < dc <= ATTN4J_TB_LANES, d = d0 + l), over the rows of two
+ * tensors x (nx rows) and y (ny rows) of one batch, both (rows, dim): either
+ * x = q, y = k, or x = k, y = q (ds then read transposed). For every row pair
+ * (a, b), s = ds[a * ds_x + b * ds_y], and every lane, in float32:
+ *     t = x[a, d] + y[b, d];  u = tanh(inner * t);  e = (1 - u) * (1 + u);
+ *     c = (s * outer) * e
+ * and, in double (sums in a then b order, one per lane):
+ *     dx[a * dim + d] = (float)(dx_scale[l] * sum_b c)      (dx_scale = inner * w_d)
+ *     sy[b * ATTN4J_TB_LANES + l] += c                       (sy != NULL)
+ *     stats[l] += c * t,  stats[ATTN4J_TB_LANES + l] += s * u (stats != NULL)
+ * The lanes l >= dc of sy and stats hold garbage the caller ignores.
+ */
+#define ATTN4J_TB_LANES 16
+typedef void (*attn4j_tanh_backward_fn)(const float *x, int64_t nx, const float *y, int64_t ny, int64_t dim,
+                                        const float *ds, int64_t ds_x, int64_t ds_y, int64_t d0, int64_t dc,
+                                        float inner, float outer, const double *dx_scale, float *dx, double *sy,
+                                        double *stats);
+
+void attn4j_tanh_backward_scalar(const float *x, int64_t nx, const float *y, int64_t ny, int64_t dim,
+                                 const float *ds, int64_t ds_x, int64_t ds_y, int64_t d0, int64_t dc, float inner,
+                                 float outer, const double *dx_scale, float *dx, double *sy, double *stats);
+
+#if defined(ATTN4J_HAVE_X86)
+/* backward_avx2.c / backward_avx512.c. */
+double attn4j_dot_f64_avx2(const float *a, const float *b, int64_t n);
+void attn4j_softmax_grad_avx2(const float *p, float *g, int64_t n, float r, float scale, const uint8_t *m1,
+                              const uint8_t *m2);
+void attn4j_tanh_backward_avx2(const float *x, int64_t nx, const float *y, int64_t ny, int64_t dim,
+                               const float *ds, int64_t ds_x, int64_t ds_y, int64_t d0, int64_t dc, float inner,
+                               float outer, const double *dx_scale, float *dx, double *sy, double *stats);
+double attn4j_dot_f64_avx512(const float *a, const float *b, int64_t n);
+void attn4j_softmax_grad_avx512(const float *p, float *g, int64_t n, float r, float scale, const uint8_t *m1,
+                                const uint8_t *m2);
+void attn4j_tanh_backward_avx512(const float *x, int64_t nx, const float *y, int64_t ny, int64_t dim,
+                                 const float *ds, int64_t ds_x, int64_t ds_y, int64_t d0, int64_t dc, float inner,
+                                 float outer, const double *dx_scale, float *dx, double *sy, double *stats);
+#endif
 
 /* ---- CPU dispatch (cpu.c) ------------------------------------------------------ */
 

@@ -15,18 +15,18 @@
  * float the only error it contributes (Keras sums in float32, which is less
  * accurate, not differently defined).
  *
- * The plan of a row (the loop in attn4j_masked_softmax_ex_f32): causality and the
- * window keep a range of columns [lo, hi), a row padding byte of 0 keeps none;
- * inside the range the attention mask and the column padding mask decide per
- * column. Under REPLACE and REPLACE_ZERO every column outside the range has the
- * same constant logit c, so the kernel only passes over [lo, hi) and counts the
- * others as n_const terms exp(c - max) of the sum, and they all get one value,
- * exp(c - max) / sum (or +0). That is the arithmetic a pass over them would do
- * (the same exp, the same division; n copies of one float add up exactly in
- * double), so only the order of the double sum changes, and a causal row of
- * REPLACE / REPLACE_ZERO costs its kept part only. Under SUBTRACT a masked logit
- * depends on the score, so the kernel passes over the whole row with the range as
- * a lane mask.
+ * The plan of a row (attn4j_softmax_plan_row in internal.h, shared with the
+ * backward in backward.c): causality and the window keep a range of columns
+ * [lo, hi), a row padding byte of 0 keeps none; inside the range the attention
+ * mask and the column padding mask decide per column. Under REPLACE and
+ * REPLACE_ZERO every column outside the range has the same constant logit c, so
+ * the kernel only passes over [lo, hi) and counts the others as n_const terms
+ * exp(c - max) of the sum, and they all get one value, exp(c - max) / sum (or
+ * +0). That is the arithmetic a pass over them would do (the same exp, the same
+ * division; n copies of one float add up exactly in double), so only the order
+ * of the double sum changes, and a causal row of REPLACE / REPLACE_ZERO costs its
+ * kept part only. Under SUBTRACT a masked logit depends on the score, so the
+ * kernel passes over the whole row with the range as a lane mask.
  */
 #include <math.h>
 #include <stddef.h>
@@ -165,55 +165,24 @@ ATTN4J_API int attn4j_masked_softmax_ex_f32(float *scores, int64_t batch, int64_
                                             const uint8_t *col_mask, int64_t pad_batch_div,
                                             int32_t causal, int64_t window, int32_t convention)
 {
-    if (scores == NULL || batch < 1 || tq < 1 || tv < 1 || mask_batch_stride < 0 ||
-        mask_row_stride < 0 || mask_batch_div < 1 || pad_batch_div < 1 || window < 0)
-        return ATTN4J_EINVAL;
-    if (convention != ATTN4J_MASK_SUBTRACT && convention != ATTN4J_MASK_REPLACE_ZERO &&
-        convention != ATTN4J_MASK_REPLACE)
-        return ATTN4J_EINVAL;
-    /* A (batch, tq, tv) no address space can hold: refuse it rather than let the
-     * row offsets overflow. */
-    if (tq > PTRDIFF_MAX / (int64_t)sizeof(float) / tv ||
-        batch > PTRDIFF_MAX / (int64_t)sizeof(float) / tv / tq)
+    const struct attn4j_softmax_masks masks = {mask, mask_batch_stride, mask_row_stride, mask_batch_div,
+                                               row_mask, col_mask, pad_batch_div, causal, window};
+    if (scores == NULL || !attn4j_softmax_args_ok(batch, tq, tv, &masks, convention))
         return ATTN4J_EINVAL;
 
     const attn4j_softmax_row_fn row_fn = select_row_fn();
     for (int64_t b = 0; b < batch; ++b) {
-        /* Strides are only multiplied out for a mask that exists: with mask == NULL
-         * they may be anything >= 0. */
-        const uint8_t *mask_b = mask == NULL ? NULL : mask + (b / mask_batch_div) * mask_batch_stride;
-        const int64_t pad_b = b / pad_batch_div;
-        const uint8_t *rows_b = offset(row_mask, pad_b * tq);
-        const uint8_t *cols_b = offset(col_mask, pad_b * tv);
+        const struct attn4j_softmax_batch bm = attn4j_softmax_batch_masks(&masks, tq, tv, b);
         float *scores_b = scores + b * tq * tv;
         for (int64_t i = 0; i < tq; ++i) {
-            /* Causal (top-left: j <= i) and window (|i - j| < window) as a column
-             * range; written so that no sum can overflow for any window. */
-            int64_t lo = 0, hi = tv;
-            if (causal && i + 1 < hi)
-                hi = i + 1;
-            if (window > 0) {
-                if (i >= window)
-                    lo = i - window + 1;
-                if (window < hi - i)
-                    hi = i + window;
-            }
-            if (rows_b != NULL && rows_b[i] == 0)
-                lo = hi = 0;
-            const uint8_t *m_row = mask_b == NULL ? NULL : mask_b + i * mask_row_stride;
-            /* Pack the byte masks: m1 is the first present, m2 the second. */
-            const uint8_t *m1 = m_row != NULL ? m_row : cols_b;
-            const uint8_t *m2 = m_row != NULL ? cols_b : NULL;
+            const struct attn4j_softmax_row_plan p = attn4j_softmax_plan_row(&masks, &bm, tv, i);
             float *row = scores_b + i * tv;
-            if (convention != ATTN4J_MASK_SUBTRACT && (lo > 0 || hi < tv)) {
-                softmax_row_narrow(row_fn, row, tv, m1, m2, lo, hi, scale, convention);
+            if (convention != ATTN4J_MASK_SUBTRACT && (p.lo > 0 || p.hi < tv)) {
+                softmax_row_narrow(row_fn, row, tv, p.m1, p.m2, p.lo, p.hi, scale, convention);
             } else {
                 /* SUBTRACT (every column takes the passes, the range is a lane
-                 * mask), or a range that is the whole row. A row that keeps
-                 * nothing reads no mask byte. */
-                if (lo >= hi)
-                    m1 = m2 = NULL;
-                row_fn(row, m1, m2, tv, lo, hi, 0, scale, convention);
+                 * mask), or a range that is the whole row. */
+                row_fn(row, p.m1, p.m2, tv, p.lo, p.hi, 0, scale, convention);
             }
         }
     }

@@ -617,6 +617,54 @@ class ValidationCatalogueTest {
             l.weights();
         }, "weights", "layer 'm' is closed"));
 
+        // gradients: forward / backward of the layers, Ops.attentionBackward
+        c.add(row("AttentionLayer.forward: null arena", npe, a -> {
+            try (MultiHeadAttention l = mha()) {
+                Tensor x = f(a, 2, 3, 4);
+                l.forward(null, CallArgs.of(x, x));
+            }
+        }, "MultiHeadAttention.forward", "arena must not be null"));
+        c.add(row("AttentionLayer.forward: rank-2 query", iae, a -> {
+            try (Attention l = dot()) {
+                l.forward(a, CallArgs.of(f(a, 3, 4), f(a, 3, 4)));
+            }
+        }, "Attention.forward", "rank >= 3", "[3, 4]"));
+        c.add(row("AttentionLayer.backward: null forward pass", npe, a -> {
+            try (GroupQueryAttention l = gqa()) {
+                l.backward(a, null, f(a, 2, 3, 4));
+            }
+        }, "GroupQueryAttention.backward", "forward must not be null"));
+        c.add(row("Ops.attentionBackward: null dq", npe,
+                a -> Ops.attentionBackward(f(a, 2, 3, 4), f(a, 2, 5, 4), f(a, 2, 5, 6), f(a, 2, 3, 6), f(a, 2, 3, 6),
+                        null, f(a, 2, 5, 4), f(a, 2, 5, 6), 0.5f, false),
+                "attentionBackward", "dq must not be null"));
+        c.add(row("Ops.attentionBackward: dOut of another shape", iae,
+                a -> Ops.attentionBackward(f(a, 2, 3, 4), f(a, 2, 5, 4), f(a, 2, 5, 6), f(a, 2, 3, 6), f(a, 2, 3, 5),
+                        f(a, 2, 3, 4), f(a, 2, 5, 4), f(a, 2, 5, 6), 0.5f, false),
+                "attentionBackward", "dOut must have out's shape [2, 3, 6]", "[2, 3, 5]"));
+        c.add(row("Ops.attentionBackward: dk of q's shape", iae,
+                a -> Ops.attentionBackward(f(a, 2, 3, 4), f(a, 2, 5, 4), f(a, 2, 5, 6), f(a, 2, 3, 6), f(a, 2, 3, 6),
+                        f(a, 2, 3, 4), f(a, 2, 3, 4), f(a, 2, 5, 6), 0.5f, false),
+                "attentionBackward", "dk must have the shape of k [2, 5, 4]", "[2, 3, 4]"));
+        c.add(row("Ops.attentionBackward: dv overlapping v", iae, a -> {
+            Tensor v = f(a, 2, 5, 6);
+            Ops.attentionBackward(f(a, 2, 3, 4), f(a, 2, 5, 4), v, f(a, 2, 3, 6), f(a, 2, 3, 6), f(a, 2, 3, 4),
+                    f(a, 2, 5, 4), v, 0.5f, false);
+        }, "attentionBackward", "dv must not overlap v"));
+        c.add(row("Ops.attentionBackward: read-only dq", iae,
+                a -> Ops.attentionBackward(f(a, 2, 3, 4), f(a, 2, 5, 4), f(a, 2, 5, 6), f(a, 2, 3, 6), f(a, 2, 3, 6),
+                        Tensor.wrap(a.allocate(96, 4).asReadOnly(), 2, 3, 4), f(a, 2, 5, 4), f(a, 2, 5, 6), 0.5f,
+                        false),
+                "attentionBackward", "dq must be writable"));
+        c.add(row("Ops.attentionBackward: closed dOut", ise,
+                a -> Ops.attentionBackward(f(a, 2, 3, 4), f(a, 2, 5, 4), f(a, 2, 5, 6), f(a, 2, 3, 6), closedF(2, 3, 6),
+                        f(a, 2, 3, 4), f(a, 2, 5, 4), f(a, 2, 5, 6), 0.5f, false),
+                "attentionBackward (dOut)"));
+        c.add(row("Ops.attentionBackward: k of another depth", iae,
+                a -> Ops.attentionBackward(f(a, 2, 3, 4), f(a, 2, 5, 3), f(a, 2, 5, 6), f(a, 2, 3, 6), f(a, 2, 3, 6),
+                        f(a, 2, 3, 4), f(a, 2, 5, 3), f(a, 2, 5, 6), 0.5f, false),
+                "attentionBackward", "k must have the last dimension of q"));
+
         // cached decoding (KvCache, callCachedInto): layer mha() built for D = 4, cache B = 2, L = 3
         c.add(row("KvCache.create: null layer", npe, a -> KvCache.create((MultiHeadAttention) null, 1, 4),
                 "KvCache.create", "layer must not be null"));

@@ -209,7 +209,9 @@ class GradientApiTest {
                 float[] dv = g.value().toFloatArray();
                 assertTrue(maxAbs(Arrays.copyOf(dv, 4)) > 1e-4, "position 0 feeds output 0");
                 assertArrayEquals(new float[20], Arrays.copyOfRange(dv, 4, 24), "future positions");
-                assertArrayEquals(new float[24], g.query().toFloatArray(), "one kept key: P = 1");
+                // One kept key: P = 1 and no gradient to the scores (up to rounding on the fused
+                // path, whose row statistic do . o and do . v_0 are summed in other orders).
+                assertArrayEquals(new float[24], g.query().toFloatArray(), 1e-6f, "one kept key: P = 1");
             }
         }
     }

@@ -1,7 +1,10 @@
 package dev.attn4j.layers;
 
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
 import java.util.Arrays;
 import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
 
 /**
  * Self-check of {@link GradientReference}: for seeded random small configurations of both
@@ -13,11 +16,10 @@ import java.util.SplittableRandom;
  * {@link MultiHeadReference}) where they apply (no dropout; single-head with float32 mask
  * rounding, which is what AttentionReference does).
  *
- * <p>Run: {@code javac -d /tmp/gr-classes GradientReference*.java AttentionReference.java
- * MultiHeadReference.java && java -cp /tmp/gr-classes dev.attn4j.layers.GradientReferenceCheck}.
- * Exits 1 on any failure.
+ * <p>A JUnit test (pure Java, no native code): the truth {@link GradientTest} compares
+ * attn4j's backward passes with is itself checked here.
  */
-final class GradientReferenceCheck {
+class GradientReferenceCheck {
     static final int SINGLE_CONFIGS = 600;
     static final int MULTI_CONFIGS = 600;   // MHA
     static final int GQA_CONFIGS = 300;
@@ -25,13 +27,15 @@ final class GradientReferenceCheck {
     static final double TOL = 1e-6;
     static final double FORWARD_TOL = 1e-6;  // vs the float references, relative to max(1, |x|)
 
-    public static void main(String[] args) {
+    @Test
+    void analyticBackwardMatchesFiniteDifferences() {
         long start = System.nanoTime();
         boolean ok = singleFamily();
         ok &= multiFamily(false, MULTI_CONFIGS, 1_000_000);
         ok &= multiFamily(true, GQA_CONFIGS, 2_000_000);
-        System.out.printf("total %.1f s: %s%n", (System.nanoTime() - start) / 1e9, ok ? "PASS" : "FAIL");
-        System.exit(ok ? 0 : 1);
+        System.out.printf("GradientReferenceCheck total %.1f s: %s%n", (System.nanoTime() - start) / 1e9,
+                ok ? "PASS" : "FAIL");
+        assertTrue(ok, "the reference's analytic backward differs from its finite differences (see the output)");
     }
 
     /** Worst error and coverage counters of one family. */

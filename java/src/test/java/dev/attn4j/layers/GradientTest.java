@@ -41,7 +41,7 @@ import org.junit.jupiter.api.Test;
  */
 class GradientTest {
     static final int FD_CONFIGS = 500;
-    static final int LARGE_CONFIGS = 60;
+    static final int LARGE_CONFIGS = 100;
     private static final double TOLERANCE = 1e-3;
 
     @Test
@@ -122,7 +122,11 @@ class GradientTest {
                 + String.join("\n  ", failures.subList(0, Math.min(10, failures.size()))));
     }
 
-    /** max |got - want| / max |want| (0 / 0 = 0; want all ~0: absolute, against 1e-6). */
+    /**
+     * max |got - want| / max(max |want|, 0.01): relative to the gradient's magnitude, and
+     * absolute (1e-5) for gradients that are ~0 in exact arithmetic, such as the key bias's
+     * (the softmax cancels it), where float32 leaves the rounding of sums over every row.
+     */
     private static String compare(String what, Tensor got, double[] want) {
         float[] g = got.toFloatArray();
         if (g.length != want.length) {
@@ -137,7 +141,7 @@ class GradientTest {
             }
             maxWant = Math.max(maxWant, Math.abs(want[i]));
         }
-        double err = maxDiff / Math.max(maxWant, 1e-3);
+        double err = maxDiff / Math.max(maxWant, 1e-2);
         worst = Math.max(worst, err);
         return err <= TOLERANCE ? null : what + " error " + err + " (max |diff| " + maxDiff + ", max |want| " + maxWant
                 + ")";
@@ -220,14 +224,19 @@ class GradientTest {
         }
         if (r.nextInt(3) == 0) {
             c.valueMask = TestData.booleans(r, c.b * c.tv, 0.7);
-            if (!large && r.nextInt(3) == 0) {
+            if (large && r.nextInt(3) == 0) {
                 Arrays.fill(c.valueMask, 0, c.tv, false); // a fully masked batch entry
+            } else if (!large) {
+                for (int n = 0; n < c.b; n++) {
+                    c.valueMask[n * c.tv] = true; // key 0 kept: no row is fully masked (see below)
+                }
             }
         }
         // Keras rounds s - 1e9 in float32: a fully masked row is uniform, and its gradient is
-        // the unmasked formula with that P. The finite differences of such a row are those of
-        // a piecewise constant function, so they use the exact offset there (P = softmax(s)),
-        // which the analytic comparison (with Keras's rounding) does not need.
+        // the unmasked formula with that P. Such a row's loss is a piecewise constant function
+        // of its scores, which finite differences cannot see, so the small configurations keep
+        // key 0 of every row (with the causal mask too); the larger ones, compared with the
+        // analytic reference under Keras's rounding, have fully masked rows.
         c.float32MaskRounding = large;
         double rate = r.nextInt(4) == 0 ? 0.3 : 0;
         long layerSeed = 1000 + seed;
