@@ -5,6 +5,8 @@ import dev.attn4j.layers.Attention;
 import dev.attn4j.layers.AttentionLayer;
 import dev.attn4j.layers.CallArgs;
 import dev.attn4j.layers.Constraint;
+import dev.attn4j.layers.ForwardPass;
+import dev.attn4j.layers.Gradients;
 import dev.attn4j.layers.GroupQueryAttention;
 import dev.attn4j.layers.Initializer;
 import dev.attn4j.layers.Layers;
@@ -557,8 +559,18 @@ public final class FuzzMain {
                 };
                 args = args.withAttentionMask(tensor(mutate(ms, p), chance(0.7) ? DType.BOOL : DType.FLOAT32, true));
             }
-            if (action < 8) {
+            if (action < 7) {
                 layer.call(chance(0.01) ? null : arena, args);
+            } else if (action == 7) {
+                // The backward pass: forward, then a gradient of a (mostly) valid shape; now and
+                // then another layer's forward pass, or weights changed in between.
+                ForwardPass fwd = layer.forward(chance(0.01) ? null : arena, args);
+                Tensor dOut = tensor(mutate(fwd.output().shape(), p), chance(0.95) ? DType.FLOAT32 : DType.BOOL, true);
+                if (chance(0.05)) {
+                    setWeights(layer);
+                }
+                Gradients g = layer.backward(chance(0.01) ? null : arena, chance(0.02) ? null : fwd, dOut);
+                g.query().toFloatArray();
             } else {
                 long[] out = layer.computeOutputShape(qs, vs, ks);
                 long[] sc = layer.computeAttentionScoresShape(qs, vs, ks);
