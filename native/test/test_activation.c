@@ -29,52 +29,13 @@
 #include <string.h>
 
 #include "attn4j.h"
+#define TEST_RNG_XORSHIFT64STAR
 #include "test_util.h"
 
 /* attn4j.h: exp and tanh within 2 ulp. */
 #define ULP_TOL 2
 
 static const char *act_names[] = {"linear", "sigmoid", "relu", "tanh", "gelu", "silu"};
-
-/* ---- Deterministic random numbers (xorshift64*) ---------------------------------- */
-
-static uint64_t rng_state = 0xA5A5F00DCAFEBABEu;
-
-static uint64_t rng_next(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545F4914F6CDD1Du;
-}
-
-static float rng_uniform(float lo, float hi)
-{
-    return lo + (hi - lo) * (float)((double)(rng_next() >> 40) * 0x1.0p-24);
-}
-
-static float from_bits(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static uint32_t to_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-/* Floats mapped to integers in order, so that a difference counts ulps. */
-static int64_t ulp_distance(float a, float b)
-{
-    const int32_t ia = (int32_t)to_bits(a), ib = (int32_t)to_bits(b);
-    const int64_t oa = ia < 0 ? (int64_t)INT32_MIN - ia : ia;
-    const int64_t ob = ib < 0 ? (int64_t)INT32_MIN - ib : ib;
-    return oa > ob ? oa - ob : ob - oa;
-}
 
 /* ---- The contract of attn4j.h ----------------------------------------------------------- */
 
@@ -434,6 +395,7 @@ static void test_invalid(void)
 
 int main(void)
 {
+    rng_seed(0xA5A5F00DCAFEBABEu);
     if (test_should_skip("test_activation"))
         return 77;
     test_golden();

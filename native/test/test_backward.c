@@ -34,40 +34,9 @@
 
 #include "attn4j.h"
 #include "test_util.h"
+#include "test_softmax_util.h"
 
-static const char *conv_names[] = {"SUBTRACT", "REPLACE_ZERO", "REPLACE"};
 static char case_name[512];
-
-/* ---- Deterministic random numbers (splitmix64) ------------------------------------ */
-
-static uint64_t rng_state = 0x6A09E667F3BCC909u;
-
-static uint64_t rng_next(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15u);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    return z ^ (z >> 31);
-}
-
-static float rng_uniform(float lo, float hi)
-{
-    return lo + (hi - lo) * (float)((double)(rng_next() >> 40) * 0x1.0p-24);
-}
-
-static void fill_uniform(float *x, int64_t n, float lo, float hi)
-{
-    for (int64_t k = 0; k < n; ++k)
-        x[k] = rng_uniform(lo, hi);
-}
-
-/* 0 (masked) a quarter of the time, else one of several non-zero bytes. */
-static uint8_t rng_mask_byte(void)
-{
-    static const uint8_t keep_values[] = {1, 2, 128, 255};
-    const uint64_t r = rng_next() >> 32;
-    return (r & 3) == 0 ? 0 : keep_values[(r >> 2) & 3];
-}
 
 static int is_pos_zero(float x)
 {
@@ -76,35 +45,6 @@ static int is_pos_zero(float x)
 }
 
 /* =========================== Softmax backward ====================================== */
-
-struct sm_call {
-    int64_t batch, tq, tv;
-    float scale;
-    const uint8_t *mask;
-    int64_t mask_batch_stride, mask_row_stride, mask_batch_div;
-    const uint8_t *row_mask, *col_mask;
-    int64_t pad_batch_div;
-    int32_t causal;
-    int64_t window;
-    int32_t convention;
-};
-
-/* keep(b, i, j) of attn4j.h, one source at a time. */
-static int sm_kept(const struct sm_call *c, int64_t b, int64_t i, int64_t j)
-{
-    if (c->causal && j > i)
-        return 0;
-    if (c->window > 0 && (i - j >= c->window || j - i >= c->window))
-        return 0;
-    if (c->mask != NULL &&
-        c->mask[(b / c->mask_batch_div) * c->mask_batch_stride + i * c->mask_row_stride + j] == 0)
-        return 0;
-    if (c->row_mask != NULL && c->row_mask[(b / c->pad_batch_div) * c->tq + i] == 0)
-        return 0;
-    if (c->col_mask != NULL && c->col_mask[(b / c->pad_batch_div) * c->tv + j] == 0)
-        return 0;
-    return 1;
-}
 
 /* keep' of the backward: everything under SUBTRACT. */
 static int sm_kept_grad(const struct sm_call *c, int64_t b, int64_t i, int64_t j)
@@ -163,79 +103,15 @@ static void sm_check_formula(const struct sm_call *c, const float *p, const floa
     free(got);
 }
 
-enum mask_layout {
-    MASK_NONE,
-    MASK_BATCH_TV,    /* (batch, tv) */
-    MASK_BATCH_TQ_TV, /* (batch, tq, tv) */
-    MASK_TQ_TV,       /* (tq, tv) broadcast over batch: batch stride 0 */
-    MASK_HEADS,       /* (B, tq, tv) shared by N heads: div N */
-    MASK_PADDED_ROWS, /* (batch, tq, tv) with strides larger than dense */
-    MASK_LAYOUTS
-};
-
-static const char *layout_names[] = {"none", "(b,tv)", "(b,tq,tv)", "(tq,tv)", "heads", "padded"};
-
-/* The mask of a layout, exactly as many bytes as the strides address; a quarter
- * of the bytes 0, and the last row of the first mask batch fully masked. */
+/* sm_make_mask, with strides that are valid but not 0 when there is no mask. */
 static uint8_t *make_mask(struct sm_call *c, enum mask_layout layout)
 {
-    const int64_t tq = c->tq, tv = c->tv;
-    int64_t mask_batches = c->batch;
-    c->mask_batch_div = 1;
-    switch (layout) {
-    case MASK_NONE:
-        c->mask = NULL;
+    uint8_t *m = sm_make_mask(c, layout);
+    if (layout == MASK_NONE) {
         /* Anything >= 0 is valid without a mask. */
         c->mask_batch_stride = 7;
         c->mask_row_stride = 3;
-        return NULL;
-    case MASK_BATCH_TV:
-        c->mask_batch_stride = tv;
-        c->mask_row_stride = 0;
-        break;
-    case MASK_BATCH_TQ_TV:
-        c->mask_batch_stride = tq * tv;
-        c->mask_row_stride = tv;
-        break;
-    case MASK_TQ_TV:
-        c->mask_batch_stride = 0;
-        c->mask_row_stride = tv;
-        mask_batches = 1;
-        break;
-    case MASK_HEADS:
-        c->mask_batch_div = c->batch % 3 == 0 ? 3 : c->batch % 2 == 0 ? 2 : 1;
-        c->mask_batch_stride = tq * tv;
-        c->mask_row_stride = tv;
-        mask_batches = c->batch / c->mask_batch_div;
-        break;
-    default:
-        c->mask_row_stride = tv + 3;
-        c->mask_batch_stride = tq * (tv + 3) + 5;
-        break;
     }
-    const int64_t rows = c->mask_row_stride == 0 ? 1 : tq;
-    const int64_t bytes = (mask_batches - 1) * c->mask_batch_stride + (rows - 1) * c->mask_row_stride + tv;
-    uint8_t *m = malloc((size_t)bytes);
-    memset(m, 0, (size_t)bytes);
-    for (int64_t mb = 0; mb < mask_batches; ++mb)
-        for (int64_t i = 0; i < rows; ++i)
-            for (int64_t j = 0; j < tv; ++j)
-                m[mb * c->mask_batch_stride + i * c->mask_row_stride + j] = rng_mask_byte();
-    memset(m + (rows - 1) * c->mask_row_stride, 0, (size_t)tv);
-    c->mask = m;
-    return m;
-}
-
-/* A padding mask of ceil(batch / div) sequences of len bytes, with `mask_last`
- * the last sequence fully masked. */
-static uint8_t *make_pad(int64_t batch, int64_t div, int64_t len, int mask_last)
-{
-    const int64_t seqs = (batch - 1) / div + 1;
-    uint8_t *m = malloc((size_t)(seqs * len));
-    for (int64_t k = 0; k < seqs * len; ++k)
-        m[k] = rng_mask_byte();
-    if (mask_last)
-        memset(m + (seqs - 1) * len, 0, (size_t)len);
     return m;
 }
 
@@ -958,6 +834,7 @@ static void test_invalid_gate(void)
 
 int main(void)
 {
+    rng_seed(0x6A09E667F3BCC909u);
     if (test_should_skip("test_backward"))
         return 77;
     test_softmax_sweep();

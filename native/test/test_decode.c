@@ -25,21 +25,6 @@
 #include "attn4j.h"
 #include "test_util.h"
 
-static uint64_t rng_state = 0x243F6A8885A308D3u;
-
-static uint64_t rng_next(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15u);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    return z ^ (z >> 31);
-}
-
-static float rng_uniform(float lo, float hi)
-{
-    return lo + (hi - lo) * (float)((double)(rng_next() >> 40) * 0x1.0p-24);
-}
-
 /* One call: a cache (B, K, L, d) / (B, K, L, dv), queries (B, N, d) with a gap of
  * `qgap` floats after each head, outputs (B, N, dv + ogap). */
 struct call {
@@ -61,8 +46,7 @@ static void make(struct call *c, float spread)
     c->v = malloc(sizeof(float) * (size_t)(c->batch * kv * c->tk * c->dv));
     c->begin = malloc(sizeof(int32_t) * (size_t)c->batch);
     c->end = malloc(sizeof(int32_t) * (size_t)c->batch);
-    for (int64_t i = 0; i < c->batch * c->heads * q_inner(c); ++i)
-        c->q[i] = rng_uniform(-spread, spread);
+    fill_uniform(c->q, c->batch * c->heads * q_inner(c), -spread, spread);
     for (int64_t b = 0; b < c->batch; ++b) {
         const int64_t end = 1 + (int64_t)(rng_next() % (uint64_t)c->tk);
         const int64_t begin = rng_next() % 3 == 0 ? (int64_t)(rng_next() % (uint64_t)end) : 0;
@@ -312,6 +296,7 @@ static void test_workspace_bytes(void)
 
 int main(void)
 {
+    rng_seed(0x243F6A8885A308D3u);
     if (test_should_skip("test_decode"))
         return 77;
     test_workspace_bytes();

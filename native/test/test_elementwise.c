@@ -19,38 +19,8 @@
 #include <string.h>
 
 #include "attn4j.h"
+#define TEST_RNG_XORSHIFT64STAR
 #include "test_util.h"
-
-/* ---- Deterministic random numbers (xorshift64*) ---------------------------------- */
-
-static uint64_t rng_state = 0x0DDB1A5E5BAD5EEDu;
-
-static uint64_t rng_next(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545F4914F6CDD1Du;
-}
-
-static float rng_uniform(float lo, float hi)
-{
-    return lo + (hi - lo) * (float)((double)(rng_next() >> 40) * 0x1.0p-24);
-}
-
-static float from_bits(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static uint32_t to_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
 
 /* A signalling NaN with a payload: any arithmetic on it would quiet it, so it
  * survives bit for bit only where nothing touched it. */
@@ -487,6 +457,7 @@ static void test_mask_from_invalid(void)
 
 int main(void)
 {
+    rng_seed(0x0DDB1A5E5BAD5EEDu);
     if (test_should_skip("test_elementwise"))
         return 77;
     test_dropout_golden();

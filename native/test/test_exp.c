@@ -32,27 +32,6 @@ static void expf_libm(const float *x, float *y, int64_t n)
         y[k] = expf(x[k]);
 }
 
-/* Distance in units in the last place: floats mapped to integers in order. */
-static int64_t ordered(float f)
-{
-    int32_t i;
-    memcpy(&i, &f, sizeof i);
-    return i < 0 ? (int64_t)INT32_MIN - i : i;
-}
-
-static int64_t ulp_distance(float a, float b)
-{
-    const int64_t d = ordered(a) - ordered(b);
-    return d < 0 ? -d : d;
-}
-
-static float from_bits(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 /* An odd block length, so the masked tail of the vector helper runs too. */
 enum { BLOCK = 4093, STRIDE = 97 };
 

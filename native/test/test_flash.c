@@ -34,28 +34,7 @@
 
 #include "attn4j.h"
 #include "test_util.h"
-
-/* ---- Deterministic random numbers (splitmix64) ---------------------------------- */
-
-static uint64_t rng_state = 0x452821E638D01377u;
-
-static uint64_t rng_next(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15u);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    return z ^ (z >> 31);
-}
-
-static float rng_uniform(float lo, float hi)
-{
-    return lo + (hi - lo) * (float)((double)(rng_next() >> 40) * 0x1.0p-24);
-}
-
-static int64_t rng_int(int64_t n)
-{
-    return (int64_t)(rng_next() % (uint64_t)n);
-}
+#include "test_flash_util.h"
 
 /* ---- A call: shapes, layout, masks --------------------------------------------------- */
 
@@ -162,8 +141,6 @@ static int run(const struct call *c, float *o, int32_t nthreads, int misalign)
     return rc;
 }
 
-#define SENTINEL 12345.5f
-
 /* Runs c with 1, 2 and 3 threads, checks every output against the reference,
  * the thread counts against each other bit for bit, and that o's gaps are
  * untouched. Returns the max error / tolerance ratio. */
@@ -174,8 +151,7 @@ static double check_call(const struct call *c)
     double *tol = malloc((size_t)n * sizeof *tol);
     float *o1 = malloc((size_t)c->o_size * sizeof *o1);
     float *o2 = malloc((size_t)c->o_size * sizeof *o2);
-    for (int64_t e = 0; e < c->o_size; ++e)
-        o1[e] = SENTINEL;
+    fill_sentinel(o1, c->o_size);
     reference(c, want, tol);
     CHECK_MSG(run(c, o1, 1, 0) == ATTN4J_OK, "%s: rc", case_name);
     double worst = 0.0;
@@ -206,8 +182,7 @@ static double check_call(const struct call *c)
               (long long)n);
 
     for (int32_t t = 2; t <= 3; ++t) {
-        for (int64_t e = 0; e < c->o_size; ++e)
-            o2[e] = SENTINEL;
+        fill_sentinel(o2, c->o_size);
         CHECK_MSG(run(c, o2, t, t == 3) == ATTN4J_OK, "%s: rc with %d threads", case_name, (int)t);
         CHECK_MSG(memcmp(o1, o2, (size_t)c->o_size * sizeof *o1) == 0,
                   "%s: nthreads %d differs from nthreads 1", case_name, (int)t);
@@ -278,35 +253,18 @@ static double check_spec(const struct spec *s)
     float *q = malloc((size_t)q_size * sizeof *q);
     float *k = malloc((size_t)k_size * sizeof *k);
     float *v = malloc((size_t)v_size * sizeof *v);
-    for (int64_t e = 0; e < q_size; ++e)
-        q[e] = rng_uniform(-1.0f, 1.0f);
-    for (int64_t e = 0; e < k_size; ++e)
-        k[e] = rng_uniform(-1.0f, 1.0f);
-    for (int64_t e = 0; e < v_size; ++e)
-        v[e] = rng_uniform(-1.0f, 1.0f);
+    fill_uniform(q, q_size, -1.0f, 1.0f);
+    fill_uniform(k, k_size, -1.0f, 1.0f);
+    fill_uniform(v, v_size, -1.0f, 1.0f);
     float *bias = NULL;
     if (s->q_bias) {
         bias = malloc((size_t)(s->n * s->d) * sizeof *bias);
-        for (int64_t e = 0; e < s->n * s->d; ++e)
-            bias[e] = rng_uniform(-1.0f, 1.0f);
+        fill_uniform(bias, s->n * s->d, -1.0f, 1.0f);
         c.q_bias = bias;
     }
-    uint8_t *mask = NULL;
-    if (s->mask != 0) {
-        /* (B, tk), shared by the N heads: col_mask_div = N. */
-        mask = malloc((size_t)(s->b * s->tk));
-        for (int64_t e = 0; e < s->b * s->tk; ++e)
-            mask[e] = (uint8_t)(rng_next() % 4 != 0);
-        if (s->mask == 2)
-            memset(mask + (s->b - 1) * s->tk, 0, (size_t)s->tk);
-        if (s->mask == 3) /* the first keys padded: causal rows before them keep nothing */
-            for (int64_t e = 0; e < s->b; ++e)
-                memset(mask + e * s->tk, 0, (size_t)(s->tk < 37 ? s->tk - 1 : 37));
-        c.col_mask = mask;
-        c.col_mask_div = s->n;
-    } else {
-        c.col_mask_div = 1;
-    }
+    uint8_t *mask = key_padding(s->b, s->tk, s->mask);
+    c.col_mask = mask;
+    c.col_mask_div = mask != NULL ? s->n : 1;
     c.q = q;
     c.k = k;
     c.v = v;
@@ -389,10 +347,8 @@ static void test_fully_masked_values(void)
 {
     enum { TQ = 40, TK = 70, D = 5, DV = 3 };
     float q[TQ * D], k[TK * D], v[TK * DV], o[TQ * DV];
-    for (int e = 0; e < TQ * D; ++e)
-        q[e] = rng_uniform(-2.0f, 2.0f);
-    for (int e = 0; e < TK * D; ++e)
-        k[e] = rng_uniform(-2.0f, 2.0f);
+    fill_uniform(q, TQ * D, -2.0f, 2.0f);
+    fill_uniform(k, TK * D, -2.0f, 2.0f);
     for (int e = 0; e < TK * DV; ++e)
         v[e] = (float)(e % 7); /* small integers: the mean is exact to a rounding */
     uint8_t mask[TK];
@@ -428,12 +384,9 @@ static void test_special_values(void)
 {
     enum { TQ = 35, TK = 67, D = 8, DV = 4 };
     float q[TQ * D], k[TK * D], v[TK * DV], o[TQ * DV];
-    for (int e = 0; e < TQ * D; ++e)
-        q[e] = rng_uniform(-1.0f, 1.0f);
-    for (int e = 0; e < TK * D; ++e)
-        k[e] = rng_uniform(-1.0f, 1.0f);
-    for (int e = 0; e < TK * DV; ++e)
-        v[e] = rng_uniform(-1.0f, 1.0f);
+    fill_uniform(q, TQ * D, -1.0f, 1.0f);
+    fill_uniform(k, TK * D, -1.0f, 1.0f);
+    fill_uniform(v, TK * DV, -1.0f, 1.0f);
     const int64_t bytes = attn4j_flash_workspace_bytes(TQ, TK, D, DV, 2);
     void *ws = malloc((size_t)bytes);
 
@@ -518,8 +471,7 @@ static void test_argument_checks(void)
     attn4j_flash_attention_f32(Q, LDQ, QO, QI, K, LDK, KO, KI, V, LDV, VO, VI, O, LDO, OO, OI, BH, IN, REP, TQ_,  \
                                TK_, D_, DV_, 1.0f, NULL, CM, CMD, 0, WS, WSB, NT)
 #define GOOD() FA(q, D, 0, 0, k, D, 0, 0, v, DV, 0, 0, o, DV, 0, 0, 1, 1, 1, TQ, TK, D, DV, mask, 1, ws, bytes, 2)
-    for (int e = 0; e < TQ * DV; ++e)
-        o[e] = SENTINEL;
+    fill_sentinel(o, TQ * DV);
     const int rcs[] = {
         FA(NULL, D, 0, 0, k, D, 0, 0, v, DV, 0, 0, o, DV, 0, 0, 1, 1, 1, TQ, TK, D, DV, mask, 1, ws, bytes, 2),
         FA(q, D, 0, 0, NULL, D, 0, 0, v, DV, 0, 0, o, DV, 0, 0, 1, 1, 1, TQ, TK, D, DV, mask, 1, ws, bytes, 2),
@@ -592,6 +544,7 @@ static void test_threads_large(void)
 
 int main(void)
 {
+    rng_seed(0x452821E638D01377u);
     if (test_should_skip("test_flash"))
         return 77;
     test_workspace_bytes();

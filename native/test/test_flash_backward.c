@@ -46,30 +46,8 @@
 
 #include "attn4j.h"
 #include "test_util.h"
+#include "test_flash_util.h"
 
-/* ---- Deterministic random numbers (splitmix64) ---------------------------------- */
-
-static uint64_t rng_state = 0x13198A2E03707344u;
-
-static uint64_t rng_next(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15u);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    return z ^ (z >> 31);
-}
-
-static float rng_uniform(float lo, float hi)
-{
-    return lo + (hi - lo) * (float)((double)(rng_next() >> 40) * 0x1.0p-24);
-}
-
-static int64_t rng_int(int64_t n)
-{
-    return (int64_t)(rng_next() % (uint64_t)n);
-}
-
-#define SENTINEL 12345.5f
 #define G24 0x1.0p-24
 
 static char case_name[320];
@@ -267,12 +245,6 @@ static int backward(const struct call *c, const float *o, const float *dout, con
     return rc;
 }
 
-static void fill_sentinel(float *x, int64_t n)
-{
-    for (int64_t e = 0; e < n; ++e)
-        x[e] = SENTINEL;
-}
-
 /* Counts a comparison; prints the first few failures of a case. */
 static void check_close(double got, double want, double tol, const char *what, long long a, long long b,
                         long long e, double *worst, long *shown)
@@ -308,8 +280,7 @@ static double check_call(const struct call *c)
     CHECK_MSG(forward(c, o2, lse, 2) == ATTN4J_OK, "%s: forward lse rc", case_name);
     CHECK_MSG(memcmp(o, o2, (size_t)c->o_size * sizeof *o) == 0, "%s: forward with lse differs from without",
               case_name);
-    for (int64_t e = 0; e < c->o_size; ++e)
-        dout[e] = rng_uniform(-1.0f, 1.0f);
+    fill_uniform(dout, c->o_size, -1.0f, 1.0f);
 
     /* The reference, head by head; dk, dv and their bounds summed per group. */
     double *wq = calloc((size_t)(bhn * tq * d), sizeof *wq), *tq_ = calloc((size_t)(bhn * tq * d), sizeof *tq_);
@@ -502,25 +473,11 @@ static double check_spec(const struct spec *s)
     }
     c.o_size = s->b * c.o_outer;
     float *in = malloc((size_t)c.in_size * sizeof *in);
-    for (int64_t e = 0; e < c.in_size; ++e)
-        in[e] = rng_uniform(-1.0f, 1.0f);
+    fill_uniform(in, c.in_size, -1.0f, 1.0f);
     c.in = in;
-    uint8_t *mask = NULL;
-    if (s->mask != 0) {
-        /* (B, tk), shared by the N heads: col_mask_div = N. */
-        mask = malloc((size_t)(s->b * s->tk));
-        for (int64_t e = 0; e < s->b * s->tk; ++e)
-            mask[e] = (uint8_t)(rng_next() % 4 != 0);
-        if (s->mask == 2)
-            memset(mask + (s->b - 1) * s->tk, 0, (size_t)s->tk);
-        if (s->mask == 3) /* the first keys padded: causal rows before them keep nothing */
-            for (int64_t e = 0; e < s->b; ++e)
-                memset(mask + e * s->tk, 0, (size_t)(s->tk < 37 ? s->tk - 1 : 37));
-        c.col_mask = mask;
-        c.col_mask_div = s->n;
-    } else {
-        c.col_mask_div = 1;
-    }
+    uint8_t *mask = key_padding(s->b, s->tk, s->mask);
+    c.col_mask = mask;
+    c.col_mask_div = mask != NULL ? s->n : 1;
     static const char *const names[] = {"dense", "BTNH", "packed"};
     snprintf(case_name, sizeof case_name,
              "B %lld N %lld rep %lld tq %lld tk %lld d %lld dv %lld causal %d layout %s mask %d scale %g",
@@ -675,12 +632,9 @@ static void test_all_masked(void)
     enum { TQ = 40, TK = 70, D = 5, DV = 3 };
     float q[TQ * D], k[TK * D], v[TK * DV], o[TQ * DV], dout[TQ * DV], lse[TQ];
     float dq[TQ * D], dk[TK * D], dv[TK * DV];
-    for (int e = 0; e < TQ * D; ++e)
-        q[e] = rng_uniform(-2.0f, 2.0f);
-    for (int e = 0; e < TK * D; ++e)
-        k[e] = rng_uniform(-2.0f, 2.0f);
-    for (int e = 0; e < TK * DV; ++e)
-        v[e] = rng_uniform(-1.0f, 1.0f);
+    fill_uniform(q, TQ * D, -2.0f, 2.0f);
+    fill_uniform(k, TK * D, -2.0f, 2.0f);
+    fill_uniform(v, TK * DV, -1.0f, 1.0f);
     for (int e = 0; e < TQ * DV; ++e)
         dout[e] = (float)(e % 5) - 2.0f; /* small integers: the sums are exact */
     uint8_t mask[TK];
@@ -892,12 +846,9 @@ static void test_backward_broadcast_strides(void)
     enum { TQ = 3, TK = 4, D = 2, DV = 2 };
     float q[2 * TQ * D], k[2 * TK * D], v[2 * TK * DV], o[2 * TQ * DV], dout[2 * TQ * DV];
     float dq[2 * TQ * D], dk[2 * TK * D], dv[2 * TK * DV];
-    for (int e = 0; e < 2 * TQ * D; ++e)
-        q[e] = rng_uniform(-1.0f, 1.0f);
-    for (int e = 0; e < 2 * TK * D; ++e)
-        k[e] = rng_uniform(-1.0f, 1.0f);
-    for (int e = 0; e < 2 * TK * DV; ++e)
-        v[e] = rng_uniform(-1.0f, 1.0f);
+    fill_uniform(q, 2 * TQ * D, -1.0f, 1.0f);
+    fill_uniform(k, 2 * TK * D, -1.0f, 1.0f);
+    fill_uniform(v, 2 * TK * DV, -1.0f, 1.0f);
     for (int e = 0; e < 2 * TQ * DV; ++e)
         o[e] = dout[e] = rng_uniform(-1.0f, 1.0f);
     fill_sentinel(dq, 2 * TQ * D);
@@ -932,6 +883,7 @@ static void test_backward_broadcast_strides(void)
 
 int main(void)
 {
+    rng_seed(0x13198A2E03707344u);
     if (test_should_skip("test_flash_backward"))
         return 77;
     test_workspace_bytes();

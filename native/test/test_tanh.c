@@ -26,27 +26,6 @@ static void tanhf_libm(const float *x, float *y, int64_t n)
         y[k] = tanhf(x[k]);
 }
 
-/* Floats mapped to integers in order, so that a difference counts ulps. */
-static int64_t ordered(float f)
-{
-    int32_t i;
-    memcpy(&i, &f, sizeof i);
-    return i < 0 ? (int64_t)INT32_MIN - i : i;
-}
-
-static int64_t ulp_distance(float a, float b)
-{
-    const int64_t d = ordered(a) - ordered(b);
-    return d < 0 ? -d : d;
-}
-
-static float from_bits(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 static int same_bits(float a, float b)
 {
     return memcmp(&a, &b, sizeof a) == 0;
