@@ -225,10 +225,30 @@ public final class Ops {
      *         {@code out} overlaps an input or d = 0 with T, S, dv > 0
      */
     public static void attention(Tensor q, Tensor k, Tensor v, Tensor out, float scale, boolean causal) {
-        // final: a constant, so the messages below are built at compile time, and a
-        // call that passes its checks allocates nothing on the Java heap.
+        attention(q, k, v, out, scale, causal, null);
+    }
+
+    /**
+     * {@link #attention(Tensor, Tensor, Tensor, Tensor, float, boolean)} that also writes
+     * the statistics its backward pass reads instead of recomputing them: {@code lse}
+     * (batch..., T) float32 receives each query row's log-sum-exp of its kept logits,
+     * {@code max_j x_j + log(sum_j exp(x_j - max_j x_j))} (+inf for a row without keys).
+     * The same output, at the same speed. {@code lse} null: none written.
+     *
+     * @throws IllegalArgumentException also when lse is not float32 (batch..., T), is
+     *         read-only, or overlaps another argument
+     */
+    public static void attention(Tensor q, Tensor k, Tensor v, Tensor out, float scale, boolean causal, Tensor lse) {
         final String action = "attention";
         checkAttention(false, q, k, v, out);
+        if (lse != null) {
+            requireStatistics(action, lse, q);
+            requireDisjoint(action, "lse", lse, "q", q);
+            requireDisjoint(action, "lse", lse, "k", k);
+            requireDisjoint(action, "lse", lse, "v", v);
+            requireDisjoint(action, "lse", lse, "out", out);
+            lse.checkAlive("attention (lse)");
+        }
         long batch = leadingSize(q);
         long t = q.dim(-2);
         long d = q.dim(-1);
@@ -239,6 +259,10 @@ public final class Ops {
         }
         if (s == 0) {
             out.segment().fill((byte) 0); // softmax over no keys, then an empty sum
+            if (lse != null) {
+                lse.segment().elements(java.lang.foreign.ValueLayout.JAVA_FLOAT)
+                        .forEach(e -> e.set(java.lang.foreign.ValueLayout.JAVA_FLOAT, 0, Float.POSITIVE_INFINITY));
+            }
             return;
         }
         Backends.get().flashAttention(q.segment(), d, t * d, 0,
@@ -246,7 +270,7 @@ public final class Ops {
                 v.segment(), dv, s * dv, 0,
                 out.segment(), dv, t * dv, 0,
                 batch, 1, 1, t, s, d, dv, scale, MemorySegment.NULL, MemorySegment.NULL, 1, causal,
-                MemorySegment.NULL, Attn4j.numThreads());
+                lse == null ? MemorySegment.NULL : lse.segment(), Attn4j.numThreads());
     }
 
     /**
@@ -255,44 +279,46 @@ public final class Ops {
      * {@code dk} and dL/dv into {@code dv} (the shapes of q, k and v), without a (T, S)
      * matrix: the fused kernel recomputes the softmax block by block (O(T) memory), as
      * flash attention's backward does. With {@code causal} a key j > i gets nothing from
-     * query i. Same threads and accuracy as the forward.
+     * query i. Same threads and accuracy as the forward; nothing on the Java heap.
      *
+     * @param lse the row statistics the forward saved ({@link #attention(Tensor, Tensor,
+     *            Tensor, Tensor, float, boolean, Tensor)}), or null to recompute them (one
+     *            more pass over the keys, about 20% more time); they must come from the
+     *            same q, k, scale and causal flag
      * @throws IllegalArgumentException naming the argument for what {@link #attention}
      *         rejects, and when dOut differs from out's shape, a gradient from its input's
-     *         shape, or a gradient is read-only or overlaps another argument
+     *         shape, lse from (batch..., T), or a gradient is read-only or overlaps another
+     *         argument
      */
     public static void attentionBackward(Tensor q, Tensor k, Tensor v, Tensor out, Tensor dOut, Tensor dq, Tensor dk,
-                                         Tensor dv, float scale, boolean causal) {
+                                         Tensor dv, float scale, boolean causal, Tensor lse) {
         final String action = "attentionBackward";
         checkAttention(true, q, k, v, out);
         requireFloat(action, "dOut", dOut);
-        requireFloat(action, "dq", dq);
-        requireFloat(action, "dk", dk);
-        requireFloat(action, "dv", dv);
-        Tensor[] inputs = {q, k, v, out, dOut};
-        String[] inputNames = {"q", "k", "v", "out", "dOut"};
-        Tensor[] grads = {dq, dk, dv};
-        String[] gradNames = {"dq", "dk", "dv"};
-        Tensor[] like = {q, k, v};
-        if (!java.util.Arrays.equals(dOut.shape(), out.shape())) {
+        if (!sameShape(dOut, out)) {
             throw new IllegalArgumentException(action + ": dOut must have out's shape " + shape(out) + ", but has "
                     + shape(dOut));
         }
-        for (int i = 0; i < grads.length; i++) {
-            if (!java.util.Arrays.equals(grads[i].shape(), like[i].shape())) {
-                throw new IllegalArgumentException(action + ": " + gradNames[i] + " must have the shape of "
-                        + inputNames[i] + " " + shape(like[i]) + ", but has " + shape(grads[i]));
-            }
-            requireWritable(action, gradNames[i], grads[i]);
-            for (int j = 0; j < inputs.length; j++) {
-                requireDisjoint(action, gradNames[i], grads[i], inputNames[j], inputs[j]);
-            }
-            for (int j = 0; j < i; j++) {
-                requireDisjoint(action, gradNames[i], grads[i], gradNames[j], grads[j]);
-            }
-            grads[i].checkAlive(action + " (" + gradNames[i] + ")");
+        requireGradient(action, "dq", dq, "q", q);
+        requireGradient(action, "dk", dk, "k", k);
+        requireGradient(action, "dv", dv, "v", v);
+        requireDisjoint(action, "dk", dk, "dq", dq);
+        requireDisjoint(action, "dv", dv, "dq", dq);
+        requireDisjoint(action, "dv", dv, "dk", dk);
+        requireDisjointFromInputs(action, "dq", dq, q, k, v, out, dOut);
+        requireDisjointFromInputs(action, "dk", dk, q, k, v, out, dOut);
+        requireDisjointFromInputs(action, "dv", dv, q, k, v, out, dOut);
+        if (lse != null) {
+            requireStatistics(action, lse, q);
+            requireDisjoint(action, "dq", dq, "lse", lse);
+            requireDisjoint(action, "dk", dk, "lse", lse);
+            requireDisjoint(action, "dv", dv, "lse", lse);
+            lse.checkAlive("attentionBackward (lse)");
         }
-        dOut.checkAlive(action + " (dOut)");
+        dOut.checkAlive("attentionBackward (dOut)");
+        dq.checkAlive("attentionBackward (dq)");
+        dk.checkAlive("attentionBackward (dk)");
+        dv.checkAlive("attentionBackward (dv)");
         long t = q.dim(-2);
         long d = q.dim(-1);
         long s = k.dim(-2);
@@ -310,8 +336,60 @@ public final class Ops {
                 v.segment(), dvDim, s * dvDim, 0,
                 out.segment(), dOut.segment(), dvDim, t * dvDim, 0,
                 dq.segment(), dk.segment(), dv.segment(),
-                batch, 1, 1, t, s, d, dvDim, scale, MemorySegment.NULL, 1, causal, MemorySegment.NULL,
-                Attn4j.numThreads());
+                batch, 1, 1, t, s, d, dvDim, scale, MemorySegment.NULL, 1, causal,
+                lse == null ? MemorySegment.NULL : lse.segment(), Attn4j.numThreads());
+    }
+
+    /** The backward pass of {@link #attention}, recomputing the row statistics (lse null). */
+    public static void attentionBackward(Tensor q, Tensor k, Tensor v, Tensor out, Tensor dOut, Tensor dq, Tensor dk,
+                                         Tensor dv, float scale, boolean causal) {
+        attentionBackward(q, k, v, out, dOut, dq, dk, dv, scale, causal, null);
+    }
+
+    /** A gradient: float32, of its input's shape, writable. */
+    private static void requireGradient(String action, String name, Tensor g, String inputName, Tensor input) {
+        requireFloat(action, name, g);
+        if (!sameShape(g, input)) {
+            throw new IllegalArgumentException(action + ": " + name + " must have the shape of " + inputName + " "
+                    + shape(input) + ", but has " + shape(g));
+        }
+        requireWritable(action, name, g);
+    }
+
+    private static void requireDisjointFromInputs(String action, String name, Tensor g, Tensor q, Tensor k, Tensor v,
+                                                  Tensor out, Tensor dOut) {
+        requireDisjoint(action, name, g, "q", q);
+        requireDisjoint(action, name, g, "k", k);
+        requireDisjoint(action, name, g, "v", v);
+        requireDisjoint(action, name, g, "out", out);
+        requireDisjoint(action, name, g, "dOut", dOut);
+    }
+
+    /** The row statistics of {@link #attention}: float32 (batch..., T), writable. */
+    private static void requireStatistics(String action, Tensor lse, Tensor q) {
+        requireFloat(action, "lse", lse);
+        boolean ok = lse.rank() == q.rank() - 1;
+        for (int i = 0; ok && i < lse.rank(); i++) {
+            ok = lse.dim(i) == q.dim(i);
+        }
+        if (!ok) {
+            throw new IllegalArgumentException(action + ": lse must have shape (batch..., T) of q " + shape(q)
+                    + " without its last axis, but has " + shape(lse));
+        }
+        requireWritable(action, "lse", lse);
+    }
+
+    /** Whether two tensors have the same shape, compared dimension by dimension (no copies). */
+    private static boolean sameShape(Tensor a, Tensor b) {
+        if (a.rank() != b.rank()) {
+            return false;
+        }
+        for (int i = 0; i < a.rank(); i++) {
+            if (a.dim(i) != b.dim(i)) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /**

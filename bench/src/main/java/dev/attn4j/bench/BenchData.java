@@ -72,6 +72,135 @@ final class BenchData {
     }
 
     /**
+     * Tolerance of the gradient checks, relative: max |difference| / max |expected value|.
+     * Gradients are sums over up to T rows (dk, dv) or S keys (dq) of terms of both signs,
+     * and their scale differs from tensor to tensor (on shape A the largest |dq| and |dk|
+     * are ~0.07, |dv| ~0.17), so a relative bound fits them all.
+     */
+    static final double GRADIENT_TOLERANCE = 1e-3;
+
+    /** max |expected - actual| / max |expected| over the tensor; NaN anywhere counts as infinite. */
+    static double relativeDiff(Tensor expected, Tensor actual) {
+        MemorySegment e = expected.segment();
+        MemorySegment a = actual.segment();
+        double scale = 0;
+        for (long i = 0; i < expected.size(); i++) {
+            scale = Math.max(scale, Math.abs(e.getAtIndex(F32, i)));
+        }
+        return maxAbsDiff(e, a, expected.size()) / Math.max(scale, Double.MIN_NORMAL);
+    }
+
+    /** Fails the trial unless {@code actual} is within {@link #GRADIENT_TOLERANCE} of {@code expected}, relatively. */
+    static void requireRelativeClose(String what, Tensor expected, Tensor actual) {
+        if (expected.size() != actual.size()) {
+            throw new IllegalStateException(what + ": " + actual.size() + " elements, expected " + expected.size());
+        }
+        double diff = relativeDiff(expected, actual);
+        if (!(diff <= GRADIENT_TOLERANCE)) {
+            throw new IllegalStateException(what + ": differ by up to " + diff + " of the largest value (tolerance "
+                    + GRADIENT_TOLERANCE + "); the benchmark would compare different computations");
+        }
+    }
+
+    /**
+     * Checks the gradients dq, dk, dv of core attention (given dOut) against the backward
+     * pass computed in double precision, on two sampled (batch, key/value head) pairs:
+     * every query head that shares the K/V head (its dq rows) and the head's dk and dv,
+     * which sum over all of them. Relative tolerance per tensor ({@link #GRADIENT_TOLERANCE}).
+     */
+    static void requireAttentionBackward(String what, CoreShape shape, Tensor q, Tensor k, Tensor v, Tensor dOut,
+                                         Tensor dq, Tensor dk, Tensor dv) {
+        SplittableRandom random = new SplittableRandom(8);
+        int d = shape.d;
+        int s = shape.s;
+        int t = shape.t;
+        double scale = shape.scale();
+        // [0] dq, [1] dk, [2] dv: the largest |reference| and the largest |difference| seen.
+        double[] largest = new double[3];
+        double[] worst = new double[3];
+        for (int sample = 0; sample < 2; sample++) {
+            int b = random.nextInt(shape.batch);
+            int kvh = random.nextInt(shape.kvHeads);
+            long kvBase = ((long) b * shape.kvHeads + kvh) * s * d;
+            double[] kh = doubles(k.segment(), kvBase, s * d);
+            double[] vh = doubles(v.segment(), kvBase, s * d);
+            double[] dkRef = new double[s * d];
+            double[] dvRef = new double[s * d];
+            double[] p = new double[s];
+            double[] dp = new double[s];
+            for (int g = 0; g < shape.groups(); g++) {
+                int h = kvh * shape.groups() + g;
+                for (int i = 0; i < t; i++) {
+                    long rowBase = (((long) b * shape.heads + h) * t + i) * d;
+                    double[] qi = doubles(q.segment(), rowBase, d);
+                    double[] doi = doubles(dOut.segment(), rowBase, d);
+                    int limit = shape.causal ? Math.min(i + 1, s) : s;
+                    double max = Double.NEGATIVE_INFINITY;
+                    for (int j = 0; j < limit; j++) {
+                        double dot = 0;
+                        double dotV = 0;
+                        for (int c = 0; c < d; c++) {
+                            dot += qi[c] * kh[j * d + c];
+                            dotV += doi[c] * vh[j * d + c];
+                        }
+                        p[j] = dot * scale;
+                        dp[j] = dotV;
+                        max = Math.max(max, p[j]);
+                    }
+                    double sum = 0;
+                    for (int j = 0; j < limit; j++) {
+                        p[j] = Math.exp(p[j] - max);
+                        sum += p[j];
+                    }
+                    double rowDot = 0;
+                    for (int j = 0; j < limit; j++) {
+                        p[j] /= sum;
+                        rowDot += p[j] * dp[j];
+                    }
+                    double[] dqi = new double[d];
+                    for (int j = 0; j < limit; j++) {
+                        double ds = p[j] * (dp[j] - rowDot);
+                        for (int c = 0; c < d; c++) {
+                            dqi[c] += scale * ds * kh[j * d + c];
+                            dkRef[j * d + c] += scale * ds * qi[c];
+                            dvRef[j * d + c] += p[j] * doi[c];
+                        }
+                    }
+                    compare(dqi, dq.segment(), rowBase, largest, worst, 0);
+                }
+            }
+            compare(dkRef, dk.segment(), kvBase, largest, worst, 1);
+            compare(dvRef, dv.segment(), kvBase, largest, worst, 2);
+        }
+        String[] names = {"dq", "dk", "dv"};
+        for (int n = 0; n < 3; n++) {
+            double relative = worst[n] / Math.max(largest[n], Double.MIN_NORMAL);
+            if (!(relative <= GRADIENT_TOLERANCE)) {
+                throw new IllegalStateException(what + ": " + names[n] + " differs from the double-precision backward"
+                        + " pass by up to " + relative + " of its largest value (tolerance " + GRADIENT_TOLERANCE
+                        + ")");
+            }
+        }
+    }
+
+    private static double[] doubles(MemorySegment m, long offset, int n) {
+        double[] a = new double[n];
+        for (int i = 0; i < n; i++) {
+            a[i] = m.getAtIndex(F32, offset + i);
+        }
+        return a;
+    }
+
+    private static void compare(double[] expected, MemorySegment actual, long offset, double[] largest,
+                                double[] worst, int slot) {
+        for (int i = 0; i < expected.length; i++) {
+            largest[slot] = Math.max(largest[slot], Math.abs(expected[i]));
+            double diff = Math.abs(expected[i] - actual.getAtIndex(F32, offset + i));
+            worst[slot] = Double.isNaN(diff) ? Double.POSITIVE_INFINITY : Math.max(worst[slot], diff);
+        }
+    }
+
+    /**
      * Checks {@code out} against attention computed in double precision, on 64 sampled
      * (batch, head, query) rows: an independent truth for every contender, cheap even at
      * shape E.

@@ -58,11 +58,19 @@ import org.openjdk.jmh.annotations.Mode;
  *
  * <p>Options: {@code --quick} (one fork, short iterations: the whole suite in under
  * five minutes on a 2-core machine), {@code --results DIR}, {@code --only A1,C2,...}
- * (rows to run; the ceiling always runs).
+ * (rows to run; the ceiling always runs). Rows BA1, BA2, BC1, BC2 are the backward
+ * passes of A and C ({@link BackwardBenchmark}), in a table of their own.
  */
 public final class Report {
     /** The table's rows: shape letter and thread count. */
-    static final List<String> ROWS = List.of("A1", "A2", "B1", "C1", "C2", "D1", "E1", "F1", "G1");
+    static final List<String> ROWS = List.of("A1", "A2", "B1", "C1", "C2", "D1", "E1", "F1", "G1",
+            "BA1", "BA2", "BC1", "BC2");
+
+    /** Backward passes ({@link BackwardBenchmark}): "B" + the forward row's name; a table of their own. */
+    static final List<String> BACKWARD_ROWS = List.of("BA1", "BA2", "BC1", "BC2");
+
+    /** Backward time / forward time each backward row aims at. */
+    static final double BACKWARD_TARGET = 2.5;
 
     /** Rows of the main table; G1 (the decode steps, {@link DecodeStepBenchmark}) has a section of its own. */
     static final String DECODE = "G1";
@@ -140,7 +148,8 @@ public final class Report {
         if (error != null) {
             out.println("attn4j bench: " + error);
         }
-        out.println("usage: ./attn4j bench [--quick] [--only A1,A2,B1,C1,C2,D1,E1,F1,G1] [--results DIR]");
+        out.println("usage: ./attn4j bench [--quick] [--only A1,A2,B1,C1,C2,D1,E1,F1,G1,BA1,BA2,BC1,BC2]"
+                + " [--results DIR]");
         out.println("       ./attn4j bench jmh [JMH arguments]   (JMH itself, e.g. -l to list the benchmarks)");
         if (error != null) {
             System.exit(2);
@@ -182,6 +191,19 @@ public final class Report {
         if (!mhaThreads.isEmpty()) {
             bench("MultiHeadAttention layer", "MhaLayerBenchmark\\.(attn4j|onnxRuntime)$",
                     Map.of("threads", mhaThreads));
+        }
+        String backwardA = threadsFor("BA");
+        if (!backwardA.isEmpty()) {
+            bench("backward, core A", "BackwardBenchmark\\.(attn4jForward|attn4jBackward)$",
+                    Map.of("shape", "A", "threads", backwardA));
+            bench("backward, Vector API baseline", "BackwardBenchmark\\.vectorApiBackward$",
+                    Map.of("shape", "A", "threads", "1"));
+        }
+        String backwardC = threadsFor("BC");
+        if (!backwardC.isEmpty()) {
+            bench("backward, MultiHeadAttention layer",
+                    "BackwardBenchmark\\.(layerForward|layerForwardForBackward|layerBackward)$",
+                    Map.of("threads", backwardC));
         }
         if (only.contains(DECODE)) {
             bench("decode step (KV cache)", "DecodeStepBenchmark\\.(attn4j|onnxRuntime)$",
@@ -263,7 +285,7 @@ public final class Report {
         for (String v : params.values()) {
             expected *= v.split(",").length;
         }
-        int methods = include.contains("|") ? 2 : 1;
+        int methods = include.split("\\|", -1).length; // one method per alternative of "(a|b|...)"
         if (got.size() < expected * methods) {
             String failure = what + " " + params + ": " + got.size() + " of " + expected * methods
                     + " benchmarks produced results; see the JMH log for the failure";
@@ -351,7 +373,7 @@ public final class Report {
         Map<String, Double> probes = probes();
         List<Row> rows = new ArrayList<>();
         for (String name : only) {
-            if (name.equals(DECODE)) {
+            if (name.equals(DECODE) || BACKWARD_ROWS.contains(name)) {
                 continue;
             }
             String shape = name.substring(0, 1);
@@ -414,11 +436,67 @@ public final class Report {
             sb.append(nl).append("FAILED (no result):").append(nl);
             failures.forEach(f -> sb.append("  ").append(f).append(nl));
         }
-        sb.append(nl).append(table(rows));
+        if (!rows.isEmpty()) { // e.g. --only BA1: no row of the main table
+            sb.append(nl).append(table(rows));
+        }
         if (only.contains(DECODE)) {
             sb.append(nl).append(decodeSection(probes()));
         }
+        if (only.stream().anyMatch(BACKWARD_ROWS::contains)) {
+            sb.append(nl).append(backwardSection(probes()));
+        }
         return sb.toString();
+    }
+
+    /**
+     * The backward passes: per row, the forward's and the backward's medians and their
+     * ratio against {@link #BACKWARD_TARGET}; for C also the training forward
+     * ({@code layer.forward}, which keeps the activations), for A the plain Java baseline's
+     * backward (one thread, measured once and compared with both A rows); bytes of Java
+     * heap per backward call (the allocation probe).
+     */
+    private String backwardSection(Map<String, Double> probes) {
+        StringBuilder sb = new StringBuilder("backward passes (gradients of the inputs, and of the weights for C, "
+                + "given dL/d(output)), medians:").append(System.lineSeparator());
+        sb.append(String.format(Locale.ROOT, "%-5s %-5s %7s %9s %9s %8s %7s %12s %12s %10s %11s%n", "row", "shape",
+                "threads", "fwd_ms", "bwd_ms", "bwd/fwd", "target", "fwd_train_ms", "vecapi_bw_ms", "bwd/vecapi",
+                "bwd B/call"));
+        Measured vector = find("BackwardBenchmark.vectorApiBackward", Map.of("shape", "A", "threads", "1"));
+        for (String name : BACKWARD_ROWS) {
+            if (!only.contains(name)) {
+                continue;
+            }
+            String shape = name.substring(1, 2);
+            String threads = name.substring(2);
+            boolean layer = shape.equals("C");
+            Map<String, String> p = layer ? Map.of("threads", threads) : Map.of("shape", shape, "threads", threads);
+            Measured forward = find(layer ? "BackwardBenchmark.layerForward" : "BackwardBenchmark.attn4jForward", p);
+            Measured backward = find(layer ? "BackwardBenchmark.layerBackward" : "BackwardBenchmark.attn4jBackward", p);
+            Measured training = layer ? find("BackwardBenchmark.layerForwardForBackward", p) : null;
+            Measured peer = layer ? null : vector;
+            double ratio = forward == null || backward == null ? Double.NaN : backward.medianMs() / forward.medianMs();
+            double peerRatio = peer == null || backward == null ? Double.NaN
+                    : backward.medianMs() / peer.medianMs();
+            Double probe = probes.get((layer ? "layerBackward" : "attn4jBackward") + " " + shape + " " + threads);
+            sb.append(String.format(Locale.ROOT, "%-5s %-5s %7s %9s %9s %8s %7s %12s %12s %10s %11s%n", name, shape,
+                    threads, ms(forward), ms(backward), fmt(ratio, 2),
+                    Double.isNaN(ratio) ? "n/a" : ratio <= BACKWARD_TARGET ? "met" : "MISSED",
+                    layer ? ms(training) : "-", layer ? "-" : ms(peer), layer ? "-" : fmt(peerRatio, 3),
+                    probe == null ? "n/a" : fmt(probe, 0)));
+        }
+        String nl = System.lineSeparator();
+        sb.append("(target: bwd/fwd <= ").append(BACKWARD_TARGET).append(". A: fwd Ops.attention, bwd")
+                .append(" Ops.attentionBackward (out given).").append(nl)
+                .append(" C: fwd the serving callInto; fwd_train layer.forward into a per-call arena (allocation and")
+                .append(" free included);").append(nl)
+                .append(" bwd layer.backward into a per-call arena. vecapi: the JDK Vector API backward, one thread,")
+                .append(" shape A,").append(nl)
+                .append(" the same figure in both A rows; bwd/vecapi below 1: attn4j is faster.)").append(nl);
+        return sb.toString();
+    }
+
+    private static String ms(Measured m) {
+        return m == null ? "n/a" : fmt(m.medianMs(), 3);
     }
 
     /**
@@ -483,14 +561,17 @@ public final class Report {
             if (decode) {
                 shape = param(r, "layer") + "/" + param(r, "length");
             }
+            boolean layer = bench.startsWith("MhaLayer") || bench.startsWith("BackwardBenchmark.layer");
             double flops = bench.startsWith("Sgemm") ? SgemmCeilingBenchmark.FLOPS
                     : bench.startsWith("MhaLayer") ? MhaLayerBenchmark.flops()
+                    : bench.startsWith("Backward") ? BackwardBenchmark.flops(bench.substring(bench.indexOf('.') + 1),
+                            shape)
                     : decode ? DecodeStepBenchmark.flops(param(r, "layer"), Integer.parseInt(param(r, "length")))
                     : CoreShape.valueOf(shape).flops();
             double ms = r.getPrimaryResult().getStatistics().getPercentile(50);
             Result<?> alloc = r.getSecondaryResults().get("gc.alloc.rate.norm");
             sb.append(String.format(Locale.ROOT, "%-44s %7s %7s %10.3f %9.1f %12.0f%n", bench,
-                    shape.isEmpty() ? (bench.startsWith("MhaLayer") ? "C" : "-") : shape, param(r, "threads"), ms,
+                    shape.isEmpty() ? (layer ? "C" : "-") : shape, param(r, "threads"), ms,
                     flops / (ms * 1e6), alloc == null ? Double.NaN : alloc.getScore()));
         }
         sb.append("(JMH B/op is gc.alloc.rate.norm; in sample-time mode it includes the harness's per-iteration")

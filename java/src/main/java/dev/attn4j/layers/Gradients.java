@@ -11,8 +11,9 @@ import java.util.List;
  * <p>{@link #query()}, {@link #value()} and {@link #key()} have the shapes of the call's
  * query, value and key. Without a key the value serves as key, and {@link #value()}
  * holds both contributions ({@link #key()} is then null). When one tensor is passed as
- * several arguments (self-attention), its gradient is the sum of theirs, as an autodiff
- * framework would report it. {@link #weights()} follows {@link AttentionLayer#weights()}:
+ * several arguments (self-attention: query and value), each argument's gradient is
+ * reported on its own; that tensor's total gradient, as an autodiff framework would
+ * report it, is their sum. {@link #weights()} follows {@link AttentionLayer#weights()}:
  * same order, names, paths and shapes, each entry holding that weight's gradient.
  *
  * <p>What is differentiated is the layer's output; the activity regularizer's loss
