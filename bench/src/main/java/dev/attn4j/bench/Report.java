@@ -486,7 +486,7 @@ public final class Report {
         }
         String nl = System.lineSeparator();
         sb.append("(target: bwd/fwd <= ").append(BACKWARD_TARGET).append(". A: fwd Ops.attention, bwd")
-                .append(" Ops.attentionBackward (out given).").append(nl)
+                .append(" Ops.attentionBackward (out and the row statistics saved by the forward given).").append(nl)
                 .append(" C: fwd the serving callInto; fwd_train layer.forward into a per-call arena (allocation and")
                 .append(" free included);").append(nl)
                 .append(" bwd layer.backward into a per-call arena. vecapi: the JDK Vector API backward, one thread,")
