@@ -216,7 +216,12 @@ abstract sealed class SingleHeadAttention extends AttentionLayer permits Attenti
         requireMask(action, "queryMask", args.queryMask(), queryMaskShape);
         requireMask(action, "valueMask", args.valueMask(), valueMaskShape);
         ensureBuilt(action, qs, vs, ks);
-        Plan plan = new Plan(computeOutputShape(qs, vs, ks), computeAttentionScoresShape(qs, vs, ks), null);
+        int batch = 1;
+        for (int i = 0; i < lead; i++) {
+            batch *= (int) qs[i];
+        }
+        Dims sizes = new Dims(batch, (int) dims[1], (int) dims[2], (int) dims[3], (int) dims[4]);
+        Plan plan = new Plan(computeOutputShape(qs, vs, ks), computeAttentionScoresShape(qs, vs, ks), sizes);
         lastPlan = new LastPlan(qs, vs, ks == null ? vs : ks, queryMaskShape, valueMaskShape, plan); // once valid
         return plan;
     }
@@ -231,20 +236,20 @@ abstract sealed class SingleHeadAttention extends AttentionLayer permits Attenti
         return new Saved();
     }
 
+    /** A call's sizes, flattened: batch (the leading axes' product), Tq, Tv, D, Dv; part of its plan. */
+    private record Dims(int batch, int tq, int tv, int dim, int dimV) {}
+
     @Override
     final double run(Plan plan, CallArgs args, Tensor output, Tensor scoresOut, Object saved) {
         Tensor q = args.query();
         Tensor v = args.value();
         Tensor k = args.key() != null ? args.key() : v;
-        int lead = q.rank() - 2;
-        int batch = 1;
-        for (int i = 0; i < lead; i++) {
-            batch *= (int) q.dim(i);
-        }
-        int tq = (int) q.dim(lead);
-        int dim = (int) q.dim(lead + 1);
-        int tv = (int) v.dim(-2);
-        int dimV = (int) v.dim(-1);
+        Dims d = (Dims) plan.detail();
+        int batch = d.batch();
+        int tq = d.tq();
+        int dim = d.dim();
+        int tv = d.tv();
+        int dimV = d.dimV();
         long scoreCount = (long) batch * tq * tv;
         MemorySegment s = scoresOut != null ? scoresOut.segment() : Scratch.floats(scoreCount);
 
@@ -283,15 +288,12 @@ abstract sealed class SingleHeadAttention extends AttentionLayer permits Attenti
         Tensor q = args.query();
         Tensor v = args.value();
         Tensor k = args.key() != null ? args.key() : v;
-        int lead = q.rank() - 2;
-        int batch = 1;
-        for (int i = 0; i < lead; i++) {
-            batch *= (int) q.dim(i);
-        }
-        int tq = (int) q.dim(lead);
-        int dim = (int) q.dim(lead + 1);
-        int tv = (int) v.dim(-2);
-        int dimV = (int) v.dim(-1);
+        Dims d = (Dims) plan.detail();
+        int batch = d.batch();
+        int tq = d.tq();
+        int dim = d.dim();
+        int tv = d.tv();
+        int dimV = d.dimV();
         long scoreCount = (long) batch * tq * tv;
         long outCount = (long) batch * tq * dimV;
         long stream = ((Saved) forward.saved()).dropoutStream;
