@@ -498,6 +498,49 @@ ATTN4J_API int attn4j_decode_attention_f32(const float *q, int64_t q_outer, int6
  */
 ATTN4J_API int64_t attn4j_decode_workspace_bytes(int64_t kv_repeat, int64_t tk, int64_t d, int32_t nthreads);
 
+/*
+ * attn4j_small_gemm_f32: y = x w (+ bias) for a few rows, the projections of a
+ * decode step (Dense / EinsumDense on one or a few new positions). For x laid out
+ * (m, k), w (k, n) and y (m, n), all dense row-major, and every r < m, j < n:
+ *
+ *     y[r, j] = sum_{i < k} x[r, i] * w[i, j]  (+ bias[j] when bias != NULL)
+ *
+ * w is read once, in place, for all m rows (no packing), so a call costs about
+ * the time to stream k * n * 4 bytes of w from where it sits; with m = 8 the
+ * multiply-adds take about as long as streaming w from L3.
+ *
+ * Accuracy: every path (scalar, AVX2, AVX-512) evaluates each element in the
+ * same order, float32 fused multiply-adds over chunks of C = 32 consecutive i
+ * (the last chunk holds the remaining k - 32 (Q - 1), Q = ceil(k / 32)), the
+ * chunk sums added in order in float32, then the bias:
+ *
+ *     for q = 0, 1, ..., Q - 1:
+ *         a = +0;  for i = 32 q, ..., min(32 q + 32, k) - 1:  a = fmaf(x[r, i], w[i, j], a)
+ *         t = q == 0 ? a : t + a
+ *     y[r, j] = bias == NULL ? t : t + bias[j]
+ *
+ * so the result is the same bits on every instruction set and for every m (a
+ * row does not depend on the rows computed with it), in the default floating-
+ * point environment (round to nearest, subnormals not flushed); for k <= 32 it
+ * is the plain chain. Each product goes through at most min(k, 32) + Q - 1
+ * roundings, so the error of t is at most (min(k, 32) + Q - 1) 2^-24
+ * sum_i |x[r, i] w[i, j]| (to first order): 47 2^-24 for k = 512 and 79 2^-24
+ * for k = 1536, where a single chain of k terms has k 2^-24. On random data
+ * (x, w uniform in [-1, 1], m = 1..8, n = 512) the largest error measured,
+ * |y - exact| / max(1, |exact|), was 3.3e-6 for k = 512 and 5.6e-6 for
+ * k = 1536 (1.0e-5 and 3.6e-5 with a single chain). NaN and
+ * infinities follow IEEE through the sums: a NaN x[r, i] makes row r NaN, a NaN
+ * w[i, j] column j, inf * 0 gives NaN (zeros are not skipped); which NaN's
+ * payload survives is unspecified.
+ *
+ * Requirements: x, w, y != NULL; 1 <= m <= 8; k, n >= 1; each of x, w, y within
+ * PTRDIFF_MAX bytes; y does not overlap x, w or bias (bias, when not NULL, holds
+ * n floats). Otherwise ATTN4J_EINVAL and y is untouched. Single-threaded;
+ * allocates nothing.
+ */
+ATTN4J_API int attn4j_small_gemm_f32(const float *x, int64_t m, int64_t k, const float *w, int64_t n,
+                                     const float *bias, float *y);
+
 /* ---- Gradients (backward passes) ---------------------------------------------
  *
  * The kernels below are the backward passes of the ones above, for training and

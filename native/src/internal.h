@@ -320,6 +320,29 @@ void attn4j_tanh_backward_avx512(const float *x, int64_t nx, const float *y, int
                                  float outer, const double *dx_scale, float *dx, double *sy, double *stats);
 #endif
 
+/* ---- Small GEMM (gemm.c) ----------------------------------------------------------
+ *
+ * attn4j_small_gemm_f32 after its checks: 1 <= m <= ATTN4J_GEMM_MAX_ROWS, k, n >= 1,
+ * bias may be NULL. Every path computes each y[r, j] in the same order (attn4j.h):
+ * per chunk of ATTN4J_GEMM_CHUNK consecutive i, a chain of fmaf in i order from
+ * +0; the chunks' sums added in order with float adds; then the bias.
+ */
+#define ATTN4J_GEMM_MAX_ROWS 8
+#define ATTN4J_GEMM_CHUNK 32 /* the C of the contract in attn4j.h: changing it changes results */
+typedef void (*attn4j_gemm_fn)(const float *x, int64_t m, int64_t k, const float *w, int64_t n,
+                               const float *bias, float *y);
+
+void attn4j_gemm_scalar(const float *x, int64_t m, int64_t k, const float *w, int64_t n, const float *bias,
+                        float *y);
+
+#if defined(ATTN4J_HAVE_X86)
+/* gemm_avx2.c / gemm_avx512.c. */
+void attn4j_gemm_avx2(const float *x, int64_t m, int64_t k, const float *w, int64_t n, const float *bias,
+                      float *y);
+void attn4j_gemm_avx512(const float *x, int64_t m, int64_t k, const float *w, int64_t n, const float *bias,
+                        float *y);
+#endif
+
 /* ---- CPU dispatch (cpu.c) ------------------------------------------------------ */
 
 enum attn4j_isa_level { ATTN4J_ISA_SCALAR = 0, ATTN4J_ISA_AVX2 = 1, ATTN4J_ISA_AVX512 = 2 };

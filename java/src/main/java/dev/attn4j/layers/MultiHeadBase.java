@@ -1166,6 +1166,14 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
     /** dst (rows, cols) = x (rows, in) @ kernel (in, cols) + bias (NULL: none), then the activation. */
     static void project(Backend be, MemorySegment x, long rows, int in, MemorySegment kernel,
                         MemorySegment bias, int cols, MemorySegment dst, Backend.Activation activation) {
+        if (rows <= Backend.SMALL_GEMM_MAX_ROWS) {
+            // A few rows (a decode step, a short call): the kernel streamed once, bias fused.
+            be.smallGemm(x, (int) rows, in, kernel, cols, bias, dst);
+            if (activation != Backend.Activation.LINEAR) {
+                be.biasAct(dst, rows, cols, MemorySegment.NULL, activation);
+            }
+            return;
+        }
         be.sgemmBatched(false, false, (int) rows, cols, in, 1f,
                 x, in, 0, 0,
                 kernel, cols, 0, 0, 1,

@@ -169,6 +169,19 @@ public interface Backend {
                                 float scale, MemorySegment colMask, long colMaskDiv, boolean causal,
                                 MemorySegment lse, int threads);
 
+    /** The most rows {@link #smallGemm} takes. */
+    int SMALL_GEMM_MAX_ROWS = 8;
+
+    /**
+     * {@code y (m, n) = x (m, k) w (k, n) + bias} (bias {@link MemorySegment#NULL}: none)
+     * for 1 <= m <= {@link #SMALL_GEMM_MAX_ROWS}, all dense row-major
+     * ({@code attn4j_small_gemm_f32}): w streamed once for all rows, the shape of a
+     * decode step's projections, where OpenBLAS's sgemm is slow for m = 2..8 and its
+     * sgemv a little slower for m = 1. Each element is a float32 multiply-add chain in k
+     * order, then the bias.
+     */
+    void smallGemm(MemorySegment x, int m, int k, MemorySegment w, int n, MemorySegment bias, MemorySegment y);
+
     /** Activations of {@link #biasAct}, the ATTN4J_ACT_* constants of attn4j.h. */
     enum Activation { LINEAR, SIGMOID, RELU, TANH, GELU, SILU }
 

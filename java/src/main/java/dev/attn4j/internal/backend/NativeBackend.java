@@ -211,6 +211,12 @@ public final class NativeBackend implements Backend {
     }
 
     @Override
+    public void smallGemm(MemorySegment x, int m, int k, MemorySegment w, int n, MemorySegment bias,
+                          MemorySegment y) {
+        kernels.smallGemm(x, m, k, w, n, bias, y);
+    }
+
+    @Override
     public void softmaxBackward(MemorySegment p, MemorySegment dp, long batch, int tq, int tv, float scale,
                                 MemorySegment mask, long maskBatchStride, long maskRowStride, long maskBatchDiv,
                                 MemorySegment rowMask, MemorySegment colMask, long padBatchDiv,

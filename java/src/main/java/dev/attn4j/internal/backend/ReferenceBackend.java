@@ -106,6 +106,22 @@ public final class ReferenceBackend implements Backend {
     }
 
     @Override
+    public void smallGemm(MemorySegment x, int m, int k, MemorySegment w, int n, MemorySegment bias,
+                          MemorySegment y) {
+        boolean hasBias = !bias.equals(MemorySegment.NULL);
+        for (int r = 0; r < m; r++) {
+            for (int j = 0; j < n; j++) {
+                double sum = 0;
+                for (int i = 0; i < k; i++) {
+                    sum += (double) x.getAtIndex(F32, (long) r * k + i) * w.getAtIndex(F32, (long) i * n + j);
+                }
+                float a = (float) sum;
+                y.setAtIndex(F32, (long) r * n + j, hasBias ? a + bias.getAtIndex(F32, j) : a);
+            }
+        }
+    }
+
+    @Override
     public void softmaxBackward(MemorySegment p, MemorySegment dp, long batch, int tq, int tv, float scale,
                                 MemorySegment mask, long maskBatchStride, long maskRowStride, long maskBatchDiv,
                                 MemorySegment rowMask, MemorySegment colMask, long padBatchDiv,

@@ -156,6 +156,12 @@ public final class Kernels {
                 workspace.byteSize(), threads), "attn4j_flash_attention_backward_f32");
     }
 
+    /** {@code attn4j_small_gemm_f32}: y (m, n) = x (m, k) w (k, n) (+ bias) for 1 <= m <= 8; see attn4j.h. */
+    public void smallGemm(MemorySegment x, long m, long k, MemorySegment w, long n, MemorySegment bias,
+                          MemorySegment y) {
+        check(Attn4jBindings.attn4j_small_gemm_f32(x, m, k, w, n, bias, y), "attn4j_small_gemm_f32");
+    }
+
     /** {@code attn4j_softmax_backward_f32}; see attn4j.h. */
     public void softmaxBackward(MemorySegment p, MemorySegment dp, long batch, long tq, long tv, float scale,
                                 MemorySegment mask, long maskBatchStride, long maskRowStride, long maskBatchDiv,

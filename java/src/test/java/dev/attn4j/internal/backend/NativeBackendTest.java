@@ -103,4 +103,36 @@ class NativeBackendTest {
             }
         }
     }
+
+    /** Products of a few rows (attn4j_small_gemm_f32), every row count it takes, odd sizes, bias or not. */
+    @Test
+    void smallRowProductsMatchTheReference() {
+        NativeBackend nb = NativeTests.requireNative();
+        ReferenceBackend ref = new ReferenceBackend();
+        SplittableRandom random = new SplittableRandom(9);
+        int[][] sizes = {{1, 1}, {7, 17}, {64, 65}, {512, 512}, {33, 1536}};
+        try (Arena arena = Arena.ofConfined()) {
+            for (int m = 1; m <= Backend.SMALL_GEMM_MAX_ROWS; m++) {
+                for (int[] kn : sizes) {
+                    int k = kn[0];
+                    int n = kn[1];
+                    MemorySegment x = arena.allocateFrom(ValueLayout.JAVA_FLOAT, TestData.floats(random, m * k, -1, 1));
+                    MemorySegment w = arena.allocateFrom(ValueLayout.JAVA_FLOAT, TestData.floats(random, k * n, -1, 1));
+                    for (boolean withBias : new boolean[] {false, true}) {
+                        MemorySegment bias = withBias
+                                ? arena.allocateFrom(ValueLayout.JAVA_FLOAT, TestData.floats(random, n, -1, 1))
+                                : MemorySegment.NULL;
+                        MemorySegment got = arena.allocate((long) m * n * 4);
+                        MemorySegment want = arena.allocate((long) m * n * 4);
+                        nb.smallGemm(x, m, k, w, n, bias, got);
+                        ref.smallGemm(x, m, k, w, n, bias, want);
+                        double err = TestData.maxRelError(got.toArray(ValueLayout.JAVA_FLOAT),
+                                want.toArray(ValueLayout.JAVA_FLOAT));
+                        String what = "m " + m + " k " + k + " n " + n + " bias " + withBias;
+                        assertTrue(err < 1e-5, () -> what + ": max error " + err);
+                    }
+                }
+            }
+        }
+    }
 }

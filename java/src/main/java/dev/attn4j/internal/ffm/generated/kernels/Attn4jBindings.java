@@ -963,6 +963,72 @@ public class Attn4jBindings extends Attn4jBindings$shared {
         }
     }
 
+    private static class attn4j_small_gemm_f32 {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            Attn4jBindings.C_INT,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_LONG,
+            Attn4jBindings.C_POINTER,
+            Attn4jBindings.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("attn4j_small_gemm_f32");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int attn4j_small_gemm_f32(const float *x, int64_t m, int64_t k, const float *w, int64_t n, const float *bias, float *y)
+     * }
+     */
+    public static FunctionDescriptor attn4j_small_gemm_f32$descriptor() {
+        return attn4j_small_gemm_f32.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int attn4j_small_gemm_f32(const float *x, int64_t m, int64_t k, const float *w, int64_t n, const float *bias, float *y)
+     * }
+     */
+    public static MethodHandle attn4j_small_gemm_f32$handle() {
+        return attn4j_small_gemm_f32.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int attn4j_small_gemm_f32(const float *x, int64_t m, int64_t k, const float *w, int64_t n, const float *bias, float *y)
+     * }
+     */
+    public static MemorySegment attn4j_small_gemm_f32$address() {
+        return attn4j_small_gemm_f32.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int attn4j_small_gemm_f32(const float *x, int64_t m, int64_t k, const float *w, int64_t n, const float *bias, float *y)
+     * }
+     */
+    public static int attn4j_small_gemm_f32(MemorySegment x, long m, long k, MemorySegment w, long n, MemorySegment bias, MemorySegment y) {
+        var mh$ = attn4j_small_gemm_f32.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("attn4j_small_gemm_f32", x, m, k, w, n, bias, y);
+            }
+            return (int)mh$.invokeExact(x, m, k, w, n, bias, y);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class attn4j_softmax_backward_f32 {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             Attn4jBindings.C_INT,
