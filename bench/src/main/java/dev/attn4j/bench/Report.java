@@ -716,6 +716,19 @@ public final class Report {
                 "attn4j time / ONNX Runtime time (lower is better), " + date + (quick ? ", --quick" : ""));
     }
 
+    /**
+     * A bar's two label lines: "A1" over "1 thread" for a main row, "G mha" over "128 pos."
+     * for a decode row ("G mha 128"), short enough not to run into the next bar's.
+     */
+    static String[] axisLabel(String name) {
+        if (name.startsWith("G ")) {
+            String[] parts = name.split(" ");
+            return new String[] {"G " + parts[1], parts[2] + " pos."};
+        }
+        int threads = name.charAt(1) - '0';
+        return new String[] {name, threads + (threads == 1 ? " thread" : " threads")};
+    }
+
     /** The largest ratio the chart's axis shows; taller bars are cut there and marked. */
     static final double CHART_CAP = 3.0;
 
@@ -729,7 +742,7 @@ public final class Report {
         int left = 70;
         int right = 20;
         int top = 50;
-        int bottom = 60;
+        int bottom = 70;
         double max = 1.5;
         for (double r : ratios) {
             if (!Double.isNaN(r)) {
@@ -794,9 +807,11 @@ public final class Report {
                     g.setStroke(new BasicStroke(1));
                 }
                 g.setColor(Color.BLACK);
-                int threads = name.charAt(1) - '0';
-                String label = name.charAt(0) + ", " + threads + (threads == 1 ? " thread" : " threads");
-                g.drawString(label, x + (bw - g.getFontMetrics().stringWidth(label)) / 2, top + plotH + 18);
+                for (int line = 0; line < 2; line++) {
+                    String label = axisLabel(name)[line];
+                    g.drawString(label, x + (bw - g.getFontMetrics().stringWidth(label)) / 2,
+                            top + plotH + 16 + 14 * line);
+                }
             }
             int parity = top + plotH - (int) Math.round(1 / max * plotH);
             g.setColor(Color.BLACK);
