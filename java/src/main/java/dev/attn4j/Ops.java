@@ -233,7 +233,8 @@ public final class Ops {
      * the statistics its backward pass reads instead of recomputing them: {@code lse}
      * (batch..., T) float32 receives each query row's log-sum-exp of its kept logits,
      * {@code max_j x_j + log(sum_j exp(x_j - max_j x_j))} (+inf for a row without keys).
-     * The same output, at the same speed. {@code lse} null: none written.
+     * The same output, at the same speed. {@code lse} null: none written; nothing is
+     * written either when the output is empty (batch, T or dv = 0).
      *
      * @throws IllegalArgumentException also when lse is not float32 (batch..., T), is
      *         read-only, or overlaps another argument
@@ -242,7 +243,7 @@ public final class Ops {
         final String action = "attention";
         checkAttention(false, q, k, v, out);
         if (lse != null) {
-            requireStatistics(action, lse, q);
+            requireStatistics(action, lse, q, true);
             requireDisjoint(action, "lse", lse, "q", q);
             requireDisjoint(action, "lse", lse, "k", k);
             requireDisjoint(action, "lse", lse, "v", v);
@@ -309,7 +310,7 @@ public final class Ops {
         requireDisjointFromInputs(action, "dk", dk, q, k, v, out, dOut);
         requireDisjointFromInputs(action, "dv", dv, q, k, v, out, dOut);
         if (lse != null) {
-            requireStatistics(action, lse, q);
+            requireStatistics(action, lse, q, false);
             requireDisjoint(action, "dq", dq, "lse", lse);
             requireDisjoint(action, "dk", dk, "lse", lse);
             requireDisjoint(action, "dv", dv, "lse", lse);
@@ -365,8 +366,8 @@ public final class Ops {
         requireDisjoint(action, name, g, "dOut", dOut);
     }
 
-    /** The row statistics of {@link #attention}: float32 (batch..., T), writable. */
-    private static void requireStatistics(String action, Tensor lse, Tensor q) {
+    /** The row statistics of {@link #attention}: float32 (batch..., T); writable when they are to be written. */
+    private static void requireStatistics(String action, Tensor lse, Tensor q, boolean written) {
         requireFloat(action, "lse", lse);
         boolean ok = lse.rank() == q.rank() - 1;
         for (int i = 0; ok && i < lse.rank(); i++) {
@@ -376,7 +377,9 @@ public final class Ops {
             throw new IllegalArgumentException(action + ": lse must have shape (batch..., T) of q " + shape(q)
                     + " without its last axis, but has " + shape(lse));
         }
-        requireWritable(action, "lse", lse);
+        if (written) {
+            requireWritable(action, "lse", lse);
+        }
     }
 
     /** Whether two tensors have the same shape, compared dimension by dimension (no copies). */
@@ -436,10 +439,12 @@ public final class Ops {
             throw new IllegalArgumentException(action + ": out must have shape (batch..., T = " + t + ", dv = " + dv
                     + "), but has shape " + shape(out));
         }
-        requireWritable(action, "out", out);
-        requireDisjoint(action, out, "q", q);
-        requireDisjoint(action, out, "k", k);
-        requireDisjoint(action, out, "v", v);
+        if (!backward) { // the backward pass only reads out
+            requireWritable(action, "out", out);
+            requireDisjoint(action, out, "q", q);
+            requireDisjoint(action, out, "k", k);
+            requireDisjoint(action, out, "v", v);
+        }
         q.checkAlive(backward ? "attentionBackward (q)" : "attention (q)");
         k.checkAlive(backward ? "attentionBackward (k)" : "attention (k)");
         v.checkAlive(backward ? "attentionBackward (v)" : "attention (v)");

@@ -52,7 +52,10 @@ class AttentionBackwardTest {
                     Tensor[] saved = grads(arena, b, t, s, d, dv);
                     Tensor[] recomputed = grads(arena, b, t, s, d, dv);
                     Tensor[] want = grads(arena, b, t, s, d, dv);
-                    Ops.attentionBackward(q, k, v, out, dOut, saved[0], saved[1], saved[2], scale, causal, lse);
+                    // out and lse are only read: read-only views of them are fine.
+                    Ops.attentionBackward(q, k, v, Tensor.wrap(out.segment().asReadOnly(), out.shape()), dOut,
+                            saved[0], saved[1], saved[2], scale, causal,
+                            Tensor.wrap(lse.segment().asReadOnly(), lse.shape()));
                     Ops.attentionBackward(q, k, v, out, dOut, recomputed[0], recomputed[1], recomputed[2], scale,
                             causal);
                     ref.flashAttentionBackward(q.segment(), d, (long) t * d, 0, k.segment(), d, (long) s * d, 0,

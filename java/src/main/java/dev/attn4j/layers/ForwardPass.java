@@ -11,9 +11,10 @@ import dev.attn4j.Tensor;
  *
  * <p>The saved activations live in the caller's arena: close it only after the backward
  * pass. The input tensors are referenced, not copied: they must hold the same values
- * (and stay alive) until then. Immutable; a backward pass may run on any thread, and
- * several backward passes over one forward pass (e.g. for several output gradients)
- * are allowed.
+ * (and stay alive) until then. Immutable; a backward pass may run on any thread that
+ * may use those arenas (a confined arena is its owner thread's only: use a shared one to
+ * run the backward pass elsewhere), and several backward passes over one forward pass
+ * (e.g. for several output gradients, from several threads) are allowed.
  */
 public final class ForwardPass {
     private final AttentionLayer layer;

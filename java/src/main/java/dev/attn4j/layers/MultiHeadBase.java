@@ -1022,7 +1022,8 @@ abstract sealed class MultiHeadBase extends AttentionLayer permits MultiHeadAtte
                 + Scratch.regionSize(4 * kCount) + Scratch.regionSize(4 * vCount)
                 + Scratch.regionSize(4 * Math.max(rowsQ, rowsV))
                 + (sv.flash ? 0 : Scratch.regionSize(4 * scoreCount) * (dropping ? 3 : 2))
-                + (permute ? Scratch.regionSize(4 * widest) : 0) + maskScratchBytes(m, g);
+                + (permute ? Scratch.regionSize(4 * widest) : 0)
+                + 2 * maskScratchBytes(m, g); // softmax() resolves the masks twice: forward again, then backward
         Scratch.Carver scratch = Scratch.carver(need);
         MemorySegment ones = scratch.floats(Math.max(rowsQ, rowsV));
         ones.asSlice(0, 4 * Math.max(rowsQ, rowsV)).elements(ValueLayout.JAVA_FLOAT)

@@ -295,6 +295,50 @@ class GradientApiTest {
         }
     }
 
+    /**
+     * The einsum path's backward resolves the masks twice (the forward again, then the
+     * softmax's backward): a mask that needs broadcasting to the scores' layout, (1, N, T,
+     * S) here, must fit the thread's scratch both times, also on a fresh thread whose
+     * scratch this call sizes. Checked against the same call on a thread that ran bigger
+     * calls before (whose scratch was already larger).
+     */
+    @Test
+    void aBroadcastMaskFitsTheBackwardsScratchOnAFreshThread() throws Exception {
+        NativeTests.requireNative();
+        try (MultiHeadAttention layer = MultiHeadAttention.builder().numHeads(2).keyDim(16).seed(5L).build();
+             Arena arena = Arena.ofShared()) {
+            SplittableRandom r = new SplittableRandom(12);
+            int b = 2, t = 256, d = 32;
+            Tensor x = Tensor.of(arena, TestData.floats(r, b * t * d, -1, 1), b, t, d);
+            boolean[] keep = TestData.booleans(r, 2 * t * t, 0.8);
+            for (int u = 0; u < 2; u++) {
+                for (int i = 0; i < t; i++) {
+                    keep[(u * t + i) * t] = true; // no fully masked row (any would do; simpler to read)
+                }
+            }
+            Tensor mask = Tensor.ofMask(arena, keep, 1, 2, t, t);
+            Tensor dOut = Tensor.of(arena, TestData.floats(r, b * t * d, -1, 1), b, t, d);
+            layer.build(x.shape(), x.shape(), null);
+            randomWeights(layer, r);
+            CallArgs args = CallArgs.of(x, x).withAttentionMask(mask);
+            java.util.concurrent.atomic.AtomicReference<Object> fresh = new java.util.concurrent.atomic.AtomicReference<>();
+            Thread thread = Thread.ofPlatform().start(() -> {
+                try {
+                    ForwardPass fwd = layer.forward(arena, args);
+                    fresh.set(layer.backward(arena, fwd, dOut).query().toFloatArray());
+                } catch (Throwable e) {
+                    fresh.set(e);
+                }
+            });
+            thread.join();
+            if (fresh.get() instanceof Throwable e) {
+                throw new AssertionError("backward on a fresh thread failed", e);
+            }
+            ForwardPass fwd = layer.forward(arena, args);
+            assertArrayEquals(layer.backward(arena, fwd, dOut).query().toFloatArray(), (float[]) fresh.get());
+        }
+    }
+
     private static float[][] randomWeights(AttentionLayer layer, SplittableRandom r) {
         float[][] w = layer.weights().stream().map(x -> TestData.floats(r, (int) x.size(), -0.7, 0.7))
                 .toArray(float[][]::new);
