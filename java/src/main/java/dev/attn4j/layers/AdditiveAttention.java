@@ -117,7 +117,8 @@ public final class AdditiveAttention extends SingleHeadAttention {
 
     @Override
     void scoresBackward(Backend backend, MemorySegment q, MemorySegment k, MemorySegment dLogits,
-                        MemorySegment dq, MemorySegment dk, List<dev.attn4j.Tensor> dWeights,
+                        MemorySegment dq, MemorySegment dk, MemorySegment dScalars,
+                        List<dev.attn4j.Tensor> dWeights,
                         int batch, int tq, int tv, int dim) {
         MemorySegment weights = useScale ? weight(0).storage().segment() : MemorySegment.NULL;
         MemorySegment dScale = useScale ? dWeights.get(0).segment() : MemorySegment.NULL;

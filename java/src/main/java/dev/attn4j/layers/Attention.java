@@ -2,7 +2,6 @@ package dev.attn4j.layers;
 
 import dev.attn4j.internal.backend.Backend;
 import dev.attn4j.internal.backend.GemmRoute;
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
@@ -149,7 +148,8 @@ public final class Attention extends SingleHeadAttention {
      */
     @Override
     void scoresBackward(Backend backend, MemorySegment q, MemorySegment k, MemorySegment dLogits,
-                        MemorySegment dq, MemorySegment dk, List<dev.attn4j.Tensor> dWeights,
+                        MemorySegment dq, MemorySegment dk, MemorySegment dScalars,
+                        List<dev.attn4j.Tensor> dWeights,
                         int batch, int tq, int tv, int dim) {
         float scale = useScale ? scalar(weight(0)) : 1f;
         if (scoreMode.equals("dot")) {
@@ -179,17 +179,13 @@ public final class Attention extends SingleHeadAttention {
             return;
         }
         float weight = scalar(weight(useScale ? 1 : 0));
-        try (Arena arena = Arena.ofConfined()) { // not this thread's scratch: the caller's buffers live there
-            MemorySegment dScalars = arena.allocate(2 * Float.BYTES, 16);
-            backend.tanhScoresBackward(q, k, dLogits, dq, dk, MemorySegment.NULL, dScalars, batch, tq, tv, dim,
-                    MemorySegment.NULL, scale, weight);
-            if (useScale) {
-                dWeights.get(0).segment().set(ValueLayout.JAVA_FLOAT, 0,
-                        dScalars.getAtIndex(ValueLayout.JAVA_FLOAT, 0));
-            }
-            dWeights.get(useScale ? 1 : 0).segment().set(ValueLayout.JAVA_FLOAT, 0,
-                    dScalars.getAtIndex(ValueLayout.JAVA_FLOAT, 1));
+        backend.tanhScoresBackward(q, k, dLogits, dq, dk, MemorySegment.NULL, dScalars, batch, tq, tv, dim,
+                MemorySegment.NULL, scale, weight);
+        if (useScale) {
+            dWeights.get(0).segment().set(ValueLayout.JAVA_FLOAT, 0, dScalars.getAtIndex(ValueLayout.JAVA_FLOAT, 0));
         }
+        dWeights.get(useScale ? 1 : 0).segment().set(ValueLayout.JAVA_FLOAT, 0,
+                dScalars.getAtIndex(ValueLayout.JAVA_FLOAT, 1));
     }
 
     @Override

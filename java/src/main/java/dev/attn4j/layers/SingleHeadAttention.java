@@ -59,10 +59,11 @@ abstract sealed class SingleHeadAttention extends AttentionLayer permits Attenti
     /**
      * The backward pass of {@link #scores}: given {@code dLogits} = dL/d(factor * scores)
      * (B, Tq, Tv), writes dL/dq into {@code dq}, dL/dk into {@code dk} (both (B, T, dim))
-     * and the weights' gradients into {@code dWeights} (Keras order).
+     * and the weights' gradients into {@code dWeights} (Keras order); {@code dScalars} is
+     * scratch for two floats.
      */
     abstract void scoresBackward(Backend backend, MemorySegment q, MemorySegment k, MemorySegment dLogits,
-                                 MemorySegment dq, MemorySegment dk, List<Tensor> dWeights,
+                                 MemorySegment dq, MemorySegment dk, MemorySegment dScalars, List<Tensor> dWeights,
                                  int batch, int tq, int tv, int dim);
 
     // ---- shapes ---------------------------------------------------------------------
@@ -298,12 +299,14 @@ abstract sealed class SingleHeadAttention extends AttentionLayer permits Attenti
         long outCount = (long) batch * tq * dimV;
         long stream = ((Saved) forward.saved()).dropoutStream;
         boolean dropping = stream >= 0;
+        boolean rowMask = args.queryMask() != null;
         Scratch.Carver scratch = Scratch.carver(Scratch.regionSize(4 * scoreCount) * (dropping ? 3 : 2)
-                + Scratch.regionSize(4 * outCount) + Scratch.regionSize(4L * batch * tv * dim));
+                + (rowMask ? Scratch.regionSize(4 * outCount) : 0) + Scratch.regionSize(4L * batch * tv * dim)
+                + Scratch.regionSize(2 * Float.BYTES));
         MemorySegment probs = scratch.floats(scoreCount);
         MemorySegment dProbs = scratch.floats(scoreCount);
-        MemorySegment dOut = scratch.floats(outCount);
         MemorySegment dk = args.key() != null ? dKey.segment() : scratch.floats((long) batch * tv * dim);
+        MemorySegment dScalars = scratch.floats(2);
 
         // Forward again: the weights P (pre-dropout) and, in training, the dropped Pd.
         Backend be = Backends.get();
@@ -318,9 +321,12 @@ abstract sealed class SingleHeadAttention extends AttentionLayer permits Attenti
             be.dropout(weightsUsed, scoreCount, (float) dropout, effectiveSeed(), stream);
         }
 
-        // output = (Pd V) * queryMask: the mask multiplies the gradient too.
-        MemorySegment.copy(outputGradient.segment(), 0, dOut, 0, 4 * outCount);
-        if (args.queryMask() != null) {
+        // output = (Pd V) * queryMask: the mask multiplies the gradient too (a masked copy;
+        // without the mask the caller's gradient is read in place).
+        MemorySegment dOut = outputGradient.segment();
+        if (rowMask) {
+            dOut = scratch.floats(outCount);
+            MemorySegment.copy(outputGradient.segment(), 0, dOut, 0, 4 * outCount);
             be.mulRowMask(dOut, (long) batch * tq, dimV, args.queryMask().segment());
         }
         // dV = Pd^T dO; dPd = dO V^T, then through dropout (the same mask and 1 / (1 - rate)).
@@ -340,7 +346,8 @@ abstract sealed class SingleHeadAttention extends AttentionLayer permits Attenti
         // dL/d(logits), logits = factor * scores (masked ones: minus 1e9, derivative 1).
         be.softmaxBackward(probs, dProbs, batch, tq, tv, 1f, valueMask, tv, 0, 1, MemorySegment.NULL,
                 MemorySegment.NULL, 1, args.useCausalMask(), 0, MaskConvention.SUBTRACT);
-        scoresBackward(be, q.segment(), k.segment(), dProbs, dQuery.segment(), dk, dWeights, batch, tq, tv, dim);
+        scoresBackward(be, q.segment(), k.segment(), dProbs, dQuery.segment(), dk, dScalars, dWeights, batch, tq,
+                tv, dim);
         if (args.key() == null) {
             // The value served as key: its gradient has both shares.
             be.add(dk, dValue.segment(), (long) batch * tv * dim);
