@@ -1,6 +1,5 @@
 package dev.attn4j.bench;
 
-import dev.attn4j.Attn4j;
 import dev.attn4j.Ops;
 import dev.attn4j.Tensor;
 import dev.attn4j.layers.CallArgs;
@@ -11,6 +10,7 @@ import dev.attn4j.layers.Weight;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.function.DoubleUnaryOperator;
@@ -108,6 +108,11 @@ public class BackwardBenchmark {
         Tensor dq;
         Tensor dk;
         Tensor dv;
+        // Grouped-query shapes run as Hkv "heads" of G*T rows, as in Attn4jCore: q, out, dOut, dq so viewed.
+        Tensor q;
+        Tensor out;
+        Tensor dOutGrouped;
+        Tensor dqGrouped;
 
         void createInputs() {
             in = new CoreInputs(shape, threads);
@@ -115,17 +120,19 @@ public class BackwardBenchmark {
             dq = Tensor.allocate(in.arena, shape.qShape());
             dk = Tensor.allocate(in.arena, shape.kvShape());
             dv = Tensor.allocate(in.arena, shape.kvShape());
+            q = Attn4jCore.grouped(shape, in.q);
+            out = Attn4jCore.grouped(shape, in.out);
+            dOutGrouped = Attn4jCore.grouped(shape, dOut);
+            dqGrouped = Attn4jCore.grouped(shape, dq);
         }
 
-        // Grouped-query shapes run as Hkv "heads" of G*T rows, as in Attn4jCore.
         void forward() {
-            Ops.attention(Attn4jCore.grouped(shape, in.q), in.k, in.v, Attn4jCore.grouped(shape, in.out),
-                    shape.scale(), shape.causal);
+            Ops.attention(q, in.k, in.v, out, shape.scale(), shape.causal);
         }
 
-        void backward(Tensor q, Tensor out, Tensor dOutGrouped, Tensor dqGrouped, Tensor dkInto, Tensor dvInto,
-                      Tensor lse) {
-            Ops.attentionBackward(q, in.k, in.v, out, dOutGrouped, dqGrouped, dkInto, dvInto, shape.scale(),
+        /** attn4j's gradients of the current {@code out} into dq (grouped), dk, dv; lse null: recomputed. */
+        void backward(Tensor dqGroupedInto, Tensor dkInto, Tensor dvInto, Tensor lse) {
+            Ops.attentionBackward(q, in.k, in.v, out, dOutGrouped, dqGroupedInto, dkInto, dvInto, shape.scale(),
                     shape.causal, lse);
         }
 
@@ -155,21 +162,12 @@ public class BackwardBenchmark {
 
     @State(Scope.Thread)
     public static class BackwardState extends CoreParams {
-        Tensor q;
-        Tensor out;
-        Tensor dOutGrouped;
-        Tensor dqGrouped;
         Tensor lse;
 
         @Setup(Level.Trial)
         public void setUp() {
             createInputs();
-            q = Attn4jCore.grouped(shape, in.q);
-            out = Attn4jCore.grouped(shape, in.out);
-            dOutGrouped = Attn4jCore.grouped(shape, dOut);
-            dqGrouped = Attn4jCore.grouped(shape, dq);
-            long[] rows = java.util.Arrays.copyOf(q.shape(), q.rank() - 1);
-            lse = Tensor.allocate(in.arena, rows);
+            lse = Tensor.allocate(in.arena, Arrays.copyOf(q.shape(), q.rank() - 1));
             Ops.attention(q, in.k, in.v, out, shape.scale(), shape.causal, lse); // the training forward
             run();
             BenchData.requireAttentionBackward("attn4j Ops.attentionBackward", shape, in.q, in.k, in.v, dOut, dq,
@@ -177,7 +175,7 @@ public class BackwardBenchmark {
         }
 
         void run() {
-            backward(q, out, dOutGrouped, dqGrouped, dk, dv, lse);
+            backward(dqGrouped, dk, dv, lse);
         }
 
         @Override
@@ -201,8 +199,7 @@ public class BackwardBenchmark {
                 Tensor dkRef = Tensor.allocate(scratch, shape.kvShape());
                 Tensor dvRef = Tensor.allocate(scratch, shape.kvShape());
                 forward();
-                backward(Attn4jCore.grouped(shape, in.q), Attn4jCore.grouped(shape, in.out),
-                        Attn4jCore.grouped(shape, dOut), Attn4jCore.grouped(shape, dqRef), dkRef, dvRef, null);
+                backward(Attn4jCore.grouped(shape, dqRef), dkRef, dvRef, null);
                 BenchData.requireRelativeClose("Vector API backward vs attn4j Ops.attentionBackward: dq", dqRef, dq);
                 BenchData.requireRelativeClose("Vector API backward vs attn4j Ops.attentionBackward: dk", dkRef, dk);
                 BenchData.requireRelativeClose("Vector API backward vs attn4j Ops.attentionBackward: dv", dvRef, dv);
@@ -235,39 +232,31 @@ public class BackwardBenchmark {
 
     // ---- shape C: the MultiHeadAttention layer --------------------------------------------
 
-    /** X, dL/d(output) and the layer of {@link MhaLayerBenchmark}, in the trial's arena. */
+    /**
+     * X, dL/d(output) and the layer of {@link MhaLayerBenchmark} (its inputs and weights:
+     * {@link MhaLayerBenchmark.Params#createInputs}), in the trial's arena.
+     */
     @State(Scope.Thread)
-    public abstract static class LayerParams {
-        @Param({"1", "2"})
-        public int threads;
-
-        Arena arena;
-        Tensor x;
-        Tensor out;
+    public abstract static class LayerParams extends MhaLayerBenchmark.Params {
         Tensor dOut;
-        float[][] weights;
         MultiHeadAttention layer;
         CallArgs args;
 
         void createLayer() {
-            Attn4j.setNumThreads(threads);
-            arena = Arena.ofShared();
-            x = BenchData.random(arena, 21, B, T, D);
-            out = Tensor.allocate(arena, B, T, D);
+            createInputs();
             dOut = BenchData.random(arena, 22, B, T, D);
-            weights = MhaLayerBenchmark.weights();
-            layer = MhaLayerBenchmark.Params.layer(x, weights);
+            layer = layer(x, weights);
             args = CallArgs.of(x, x);
         }
 
-        @TearDown(Level.Trial)
-        public void tearDown() {
-            closeContender();
-            layer.close();
-            arena.close();
-        }
+        /** This state's allocation probe, run at teardown before the layer and the inputs are freed. */
+        abstract void probe();
 
-        abstract void closeContender();
+        @Override
+        void closeContender() {
+            probe();
+            layer.close();
+        }
     }
 
     /** The serving call; its output is checked against ONNX Runtime's by {@link MhaLayerBenchmark}. */
@@ -280,7 +269,7 @@ public class BackwardBenchmark {
         }
 
         @Override
-        void closeContender() {
+        void probe() {
             AllocationProbe.measure("layerForward", "C", threads, () -> layer.callInto(args, out, null));
         }
     }
@@ -304,7 +293,7 @@ public class BackwardBenchmark {
         }
 
         @Override
-        void closeContender() {
+        void probe() {
             AllocationProbe.measure("layerForwardForBackward", "C", threads, this::run);
         }
     }
@@ -329,7 +318,7 @@ public class BackwardBenchmark {
         }
 
         @Override
-        void closeContender() {
+        void probe() {
             AllocationProbe.measure("layerBackward", "C", threads, this::run);
         }
     }

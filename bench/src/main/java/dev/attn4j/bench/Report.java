@@ -495,6 +495,7 @@ public final class Report {
         return sb.toString();
     }
 
+    /** A median in ms, 3 decimals, or "n/a" when the benchmark gave no result. */
     private static String ms(Measured m) {
         return m == null ? "n/a" : fmt(m.medianMs(), 3);
     }
@@ -528,7 +529,7 @@ public final class Report {
                             + fmt((o.medianMs() - prevO.medianMs()) / k, 3);
                 }
                 sb.append(String.format(Locale.ROOT, "%-6s %7d %10s %10s %7s %8s %12s %22s%n", layer, length,
-                        a == null ? "n/a" : fmt(a.medianMs(), 3), o == null ? "n/a" : fmt(o.medianMs(), 3),
+                        ms(a), ms(o),
                         fmt(ratio, 2), ratio <= DECODE_TARGET ? "met" : "MISSED",
                         probe == null ? "n/a" : fmt(probe, 0), slope));
                 prevA = a;
@@ -684,8 +685,7 @@ public final class Report {
                 "ort_ms", "ratio", "GFLOP/s", "%sgemm"));
         for (Row r : rows) {
             sb.append(String.format(Locale.ROOT, "%-5s %7d %10s %10s %7s %10s %10s%n", r.shape(), r.threads(),
-                    r.attn4j() == null ? "n/a" : fmt(r.attn4j().medianMs(), 3),
-                    r.ort() == null ? "n/a" : fmt(r.ort().medianMs(), 3),
+                    ms(r.attn4j()), ms(r.ort()),
                     fmt(r.ratio(), 2), fmt(r.gflops(), 1),
                     fmt(100 * r.gflops() / r.ceilingGflops(), 0) + "%"));
         }
@@ -807,8 +807,9 @@ public final class Report {
                     g.setStroke(new BasicStroke(1));
                 }
                 g.setColor(Color.BLACK);
+                String[] labels = axisLabel(name);
                 for (int line = 0; line < 2; line++) {
-                    String label = axisLabel(name)[line];
+                    String label = labels[line];
                     g.drawString(label, x + (bw - g.getFontMetrics().stringWidth(label)) / 2,
                             top + plotH + 16 + 14 * line);
                 }

@@ -85,10 +85,7 @@ final class VectorAttention {
                     int h = kvh * shape.groups() + g;
                     for (int i = 0; i < t; i++) {
                         long rowBase = (((long) b * shape.heads + h) * t + i) * d;
-                        MemorySegment.copy(q, F32, rowBase * Float.BYTES, qRow, 0, d);
-                        for (int c = 0; c < d; c++) {
-                            qRow[c] *= scale;
-                        }
+                        loadScaledQuery(q, rowBase, scale);
                         int limit = shape.causal ? Math.min(i + 1, s) : s;
                         scores(qRow, kt, row, limit);
                         float inverseSum = softmax(limit);
@@ -122,10 +119,7 @@ final class VectorAttention {
                     int h = kvh * shape.groups() + g;
                     for (int i = 0; i < t; i++) {
                         long rowBase = (((long) b * shape.heads + h) * t + i) * d;
-                        MemorySegment.copy(q, F32, rowBase * Float.BYTES, qRow, 0, d);
-                        for (int c = 0; c < d; c++) {
-                            qRow[c] *= scale;
-                        }
+                        loadScaledQuery(q, rowBase, scale);
                         MemorySegment.copy(dOut, F32, rowBase * Float.BYTES, doRow, 0, d);
                         int limit = shape.causal ? Math.min(i + 1, s) : s;
                         scores(qRow, kt, row, limit);
@@ -140,6 +134,15 @@ final class VectorAttention {
                 MemorySegment.copy(dkAcc, 0, dk, F32, kvBase * Float.BYTES, s * d);
                 MemorySegment.copy(dvAcc, 0, dv, F32, kvBase * Float.BYTES, s * d);
             }
+        }
+    }
+
+    /** qRow = scale * q[row, :], the row at {@code rowBase}. */
+    private void loadScaledQuery(MemorySegment q, long rowBase, float scale) {
+        int d = shape.d;
+        MemorySegment.copy(q, F32, rowBase * Float.BYTES, qRow, 0, d);
+        for (int c = 0; c < d; c++) {
+            qRow[c] *= scale;
         }
     }
 
