@@ -26,13 +26,6 @@
 
 #include "internal.h"
 
-/* [a, a + na) and [b, b + nb) (bytes) share a byte. */
-static int overlaps(const void *a, size_t na, const void *b, size_t nb)
-{
-    const uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
-    return na > 0 && nb > 0 && x < y + nb && y < x + na;
-}
-
 static void fill_zero(float *x, int64_t n)
 {
     for (int64_t j = 0; j < n; ++j)
@@ -110,7 +103,7 @@ ATTN4J_API int attn4j_softmax_backward_f32(const float *p, float *dp, int64_t ba
     if (p == NULL || dp == NULL || !attn4j_softmax_args_ok(batch, tq, tv, &masks, convention))
         return ATTN4J_EINVAL;
     const size_t bytes = (size_t)(batch * tq * tv) * sizeof(float);
-    if (overlaps(p, bytes, dp, bytes))
+    if (attn4j_overlaps(p, bytes, dp, bytes))
         return ATTN4J_EINVAL;
 
     const struct softmax_backward_fns fn = select_softmax_backward_fns();
@@ -197,12 +190,6 @@ static attn4j_tanh_backward_fn select_tanh_backward_fn(void)
 /* The rows of the stack buffer for the sums over the other side: 32 KiB. */
 #define ATTN4J_TB_ROWS 256
 
-/* An (a, b, c) float32 tensor fits in a ptrdiff_t (a, b, c >= 1). */
-static int fits(int64_t a, int64_t b, int64_t c)
-{
-    return b <= PTRDIFF_MAX / (int64_t)sizeof(float) / c && a <= PTRDIFF_MAX / (int64_t)sizeof(float) / c / b;
-}
-
 /* dy[b, d0 + l] = dx_scale[l] * sy[b, l], rounded once. */
 static void store_sums(float *dy, int64_t ny, int64_t dim, int64_t d0, int64_t dc, const double *dx_scale,
                        const double *sy)
@@ -220,7 +207,8 @@ ATTN4J_API int attn4j_tanh_scores_backward_f32(const float *q, const float *k, c
     if (q == NULL || k == NULL || ds == NULL || dq == NULL || dk == NULL || batch < 1 || tq < 1 || tv < 1 ||
         dim < 1)
         return ATTN4J_EINVAL;
-    if (!fits(batch, tq, dim) || !fits(batch, tv, dim) || !fits(batch, tq, tv))
+    if (!attn4j_dense_fits(batch, tq, dim) || !attn4j_dense_fits(batch, tv, dim) ||
+        !attn4j_dense_fits(batch, tq, tv))
         return ATTN4J_EINVAL;
     {
         const size_t f = sizeof(float);
@@ -231,10 +219,10 @@ ATTN4J_API int attn4j_tanh_scores_backward_f32(const float *q, const float *k, c
         const size_t in_n[4] = {nq, nk, (size_t)(batch * tq * tv) * f, weights == NULL ? 0 : (size_t)dim * f};
         for (int o = 0; o < 4; ++o) {
             for (int o2 = o + 1; o2 < 4; ++o2)
-                if (overlaps(out[o], out_n[o], out[o2], out_n[o2]))
+                if (attn4j_overlaps(out[o], out_n[o], out[o2], out_n[o2]))
                     return ATTN4J_EINVAL;
             for (int x = 0; x < 4; ++x)
-                if (overlaps(out[o], out_n[o], in[x], in_n[x]))
+                if (attn4j_overlaps(out[o], out_n[o], in[x], in_n[x]))
                     return ATTN4J_EINVAL;
         }
     }
@@ -294,7 +282,8 @@ ATTN4J_API int attn4j_gate_backward_f32(const float *a, const float *gate, float
     if (a == NULL || gate == NULL || dy == NULL || dz == NULL)
         return ATTN4J_EINVAL;
     const size_t bytes = (size_t)n * sizeof(float);
-    if (overlaps(dz, bytes, a, bytes) || overlaps(dz, bytes, gate, bytes) || overlaps(dz, bytes, dy, bytes))
+    if (attn4j_overlaps(dz, bytes, a, bytes) || attn4j_overlaps(dz, bytes, gate, bytes) ||
+        attn4j_overlaps(dz, bytes, dy, bytes))
         return ATTN4J_EINVAL;
     /* Memory-bound and libm-free: a plain loop the compiler vectorises. */
     for (int64_t i = 0; i < n; ++i) {

@@ -255,7 +255,7 @@ static void run_item(const struct flash_call *c, struct flash_slice *s, int64_t 
 
     /* Causal (top-left, j <= i): no query of the block sees a key past its last
      * query, so the key range ends there. */
-    const int64_t kend = c->causal && i0 + nq < c->tk ? i0 + nq : c->tk;
+    const int64_t kend = attn4j_flash_key_end(c->causal, i0, nq, c->tk);
     int32_t first = 1;
     for (int64_t j0 = 0; j0 < kend; j0 += BC) {
         const int64_t nk = kend - j0 < BC ? kend - j0 : BC;

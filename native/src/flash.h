@@ -97,6 +97,14 @@ static inline int attn4j_flash_all_zero(const uint8_t *b, int64_t n)
     return 1;
 }
 
+/* The end of the key range of query rows i0 .. i0 + nq - 1: causal (top-left,
+ * j <= i) rows see no key past the block's last query. The forward and the
+ * backward (flash_backward.c) walk the same key blocks from it. */
+static inline int64_t attn4j_flash_key_end(int32_t causal, int64_t i0, int64_t nq, int64_t tk)
+{
+    return causal && i0 + nq < tk ? i0 + nq : tk;
+}
+
 /* The log-sum-exp of a row from the final online-softmax state (running max m,
  * running sum l of exp(x - m)): m + log(l), and +inf for a row that kept no key
  * (l == 0; a kept key contributes exp(m - m) = 1). NaN stays NaN. The forward

@@ -225,7 +225,7 @@ static void recompute_lse(const struct bwd_call *c, const struct bwd_slice *s, c
         s->m[ln] = -INFINITY;
         s->l[ln] = 0.0f;
     }
-    const int64_t kend = c->causal && i0 + nq < c->tk ? i0 + nq : c->tk;
+    const int64_t kend = attn4j_flash_key_end(c->causal, i0, nq, c->tk);
     for (int64_t j0 = 0; j0 < kend; j0 += BC) {
         const int64_t nk = kend - j0 < BC ? kend - j0 : BC;
         const uint8_t *ok = key_ok == NULL ? NULL : key_ok + j0;
@@ -285,7 +285,7 @@ static int run_block(const struct bwd_call *c, const struct bwd_slice *s, int64_
         pack_rows(dout, c->ldo, nq, dvd, s->lse, s->dor, s->dvp, br);
         /* The forward's key range (flash.c): causal rows see no key past the block's
          * last query; fully padded key blocks are skipped. */
-        const int64_t kend = c->causal && i0 + nq < c->tk ? i0 + nq : c->tk;
+        const int64_t kend = attn4j_flash_key_end(c->causal, i0, nq, c->tk);
         for (int64_t j0 = 0; j0 < kend; j0 += BC) {
             const int64_t nk = kend - j0 < BC ? kend - j0 : BC;
             const uint8_t *ok = key_ok == NULL ? NULL : key_ok + j0;
@@ -412,7 +412,7 @@ ATTN4J_API int attn4j_flash_attention_backward_f32(
     c.o_inner = o_inner;
     c.inner = inner;
     c.kv_repeat = kv_repeat;
-    c.n_kv = inner / kv_repeat;
+    c.n_kv = n_kv;
     c.tq = tq;
     c.tk = tk;
     c.d = d;

@@ -75,13 +75,6 @@ static attn4j_gemm_fn select_gemm_fn(void)
     }
 }
 
-/* [a, a + na) and [b, b + nb) (bytes) share a byte. */
-static int overlaps(const void *a, size_t na, const void *b, size_t nb)
-{
-    const uintptr_t p = (uintptr_t)a, q = (uintptr_t)b;
-    return na > 0 && nb > 0 && p < q + nb && q < p + na;
-}
-
 ATTN4J_API int attn4j_small_gemm_f32(const float *x, int64_t m, int64_t k, const float *w, int64_t n,
                                      const float *bias, float *y)
 {
@@ -94,9 +87,9 @@ ATTN4J_API int attn4j_small_gemm_f32(const float *x, int64_t m, int64_t k, const
     if (k > lim / n || m > lim / k || m > lim / n)
         return ATTN4J_EINVAL;
     const size_t y_bytes = (size_t)(m * n) * sizeof(float);
-    if (overlaps(y, y_bytes, x, (size_t)(m * k) * sizeof(float)) ||
-        overlaps(y, y_bytes, w, (size_t)(k * n) * sizeof(float)) ||
-        (bias != NULL && overlaps(y, y_bytes, bias, (size_t)n * sizeof(float))))
+    if (attn4j_overlaps(y, y_bytes, x, (size_t)(m * k) * sizeof(float)) ||
+        attn4j_overlaps(y, y_bytes, w, (size_t)(k * n) * sizeof(float)) ||
+        (bias != NULL && attn4j_overlaps(y, y_bytes, bias, (size_t)n * sizeof(float))))
         return ATTN4J_EINVAL;
     select_gemm_fn()(x, m, k, w, n, bias, y);
     return ATTN4J_OK;

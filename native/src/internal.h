@@ -374,6 +374,20 @@ static inline int attn4j_extent_ok(int64_t n_outer, int64_t outer, int64_t n_inn
            attn4j_add_mul(&end, n_inner - 1, inner, lim) && attn4j_add_mul(&end, rows - 1, ld, lim);
 }
 
+/* A dense (a, b, c) float32 tensor fits a ptrdiff_t (a, b, c >= 1): the argument
+ * check of the (batch, rows, cols) kernels (scores, backward). */
+static inline int attn4j_dense_fits(int64_t a, int64_t b, int64_t c)
+{
+    return b <= PTRDIFF_MAX / (int64_t)sizeof(float) / c && a <= PTRDIFF_MAX / (int64_t)sizeof(float) / c / b;
+}
+
+/* [a, a + na) and [b, b + nb) (bytes) share a byte. */
+static inline int attn4j_overlaps(const void *a, size_t na, const void *b, size_t nb)
+{
+    const uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return na > 0 && nb > 0 && x < y + nb && y < x + na;
+}
+
 #if defined(ATTN4J_HAVE_X86)
 /* softmax_avx2.c: needs AVX2 + FMA. */
 float attn4j_softmax_row_avx2(float *x, const uint8_t *m1, const uint8_t *m2, int64_t n, int64_t lo,

@@ -50,12 +50,6 @@ static attn4j_tanh_scores_fn select_tanh_scores_fn(void)
     }
 }
 
-/* An (a, b, c) float32 tensor fits in a ptrdiff_t (a, b, c >= 1). */
-static int fits(int64_t a, int64_t b, int64_t c)
-{
-    return b <= PTRDIFF_MAX / (int64_t)sizeof(float) / c && a <= PTRDIFF_MAX / (int64_t)sizeof(float) / c / b;
-}
-
 ATTN4J_API int attn4j_tanh_scores_f32(const float *q, const float *k, float *scores, int64_t batch,
                                       int64_t tq, int64_t tv, int64_t dim, const float *weights,
                                       float inner, float outer)
@@ -64,7 +58,8 @@ ATTN4J_API int attn4j_tanh_scores_f32(const float *q, const float *k, float *sco
         return ATTN4J_EINVAL;
     /* Shapes no address space can hold: refuse them rather than let the offsets
      * overflow. */
-    if (!fits(batch, tq, dim) || !fits(batch, tv, dim) || !fits(batch, tq, tv))
+    if (!attn4j_dense_fits(batch, tq, dim) || !attn4j_dense_fits(batch, tv, dim) ||
+        !attn4j_dense_fits(batch, tq, tv))
         return ATTN4J_EINVAL;
 
     const attn4j_tanh_scores_fn fn = select_tanh_scores_fn();
